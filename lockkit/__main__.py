@@ -1,0 +1,7 @@
+"""``python -m lockkit``."""
+
+import sys
+
+from lockkit._cli import main
+
+sys.exit(main())

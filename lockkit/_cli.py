@@ -1,0 +1,26 @@
+"""The ``lockkit`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lockkit`` console script and ``python -m lockkit``."""
+    parser = argparse.ArgumentParser(prog="lockkit", description="lockkit command-line tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    bench = sub.add_parser("bench", help="print the benchmark tables (lockkit beside its peers)", add_help=False)
+    bench.add_argument("args", nargs=argparse.REMAINDER)
+    ns, rest = parser.parse_known_args(argv)
+    if ns.command == "bench":
+        from lockkit._bench import main as bench_main
+
+        return bench_main([*ns.args, *rest])
+    parser.error(f"unknown command {ns.command!r}")  # pragma: no cover
+    return 2  # pragma: no cover
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
