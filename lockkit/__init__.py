@@ -30,6 +30,7 @@ def with_lock(key: Hashable, fn: Callable[[], R], *, timeout: float | None = Non
 
     Raises:
         LockTimeoutError: ``timeout`` seconds passed before the key was free.
+
     """
     return lock_manager.with_lock(key, fn, timeout=timeout, shared=shared)
 

@@ -23,6 +23,7 @@ def normalize_path(path: PathLike) -> str:
     Raises:
         TypeError: ``path`` is not a ``str`` or ``os.PathLike[str]``.
         ValueError: ``path`` is empty or contains a NUL byte.
+
     """
     raw = os.fspath(path)
     if not isinstance(raw, str):
@@ -40,6 +41,7 @@ class FileMutexMetrics:
         overall: Counters over every file.
         files: Per-file counters for the most recently used files (at most 1,024),
             keyed by normalised path.
+
     """
 
     overall: LockStatistics
@@ -71,6 +73,7 @@ class FileMutex:
 
     Args:
         name: A name for statistics and events.
+
     """
 
     __slots__ = ("_manager",)
@@ -84,12 +87,15 @@ class FileMutex:
         Raises:
             LockTimeoutError: The timeout ran out.
             DeadlockError: The calling thread already holds this file.
+
         """
         return self._manager.acquire(normalize_path(path), timeout, shared)
 
     lock = acquire
 
-    def with_lock(self, path: PathLike, fn: Callable[[], R], *, timeout: float | None = None, shared: bool = False) -> R:
+    def with_lock(
+        self, path: PathLike, fn: Callable[[], R], *, timeout: float | None = None, shared: bool = False
+    ) -> R:
         """Call ``fn()`` while holding ``path`` and return its result."""
         with self.acquire(path, timeout, shared):
             return fn()

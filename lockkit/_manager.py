@@ -76,6 +76,7 @@ class LockHandle:
 
         Raises:
             NotOwnerError: Released twice, or from a thread other than the acquirer.
+
         """
         if self._released:
             raise NotOwnerError("this lock handle was already released")
@@ -140,6 +141,7 @@ class LockManager:
         name: A name for statistics, events and error messages.
         track_keys: Keep per-key statistics for the most recently used keys
             (see :meth:`key_statistics`).
+
     """
 
     __slots__ = ("__weakref__", "_entries", "_keystats", "_mu", "_n", "_name", "_stats")
@@ -172,6 +174,7 @@ class LockManager:
         Raises:
             LockTimeoutError: The timeout ran out (the error names the holder).
             DeadlockError: The calling thread already holds ``key``.
+
         """
         if not shared and self._keystats is None:  # fast path: a key nobody uses, exclusive
             me = get_ident()
@@ -288,6 +291,7 @@ class LockManager:
 
         Raises:
             LockTimeoutError: The deadline ran out; keys already taken are released.
+
         """
         t = check_timeout(True, timeout)
         deadline = None if t is None else monotonic() + t
@@ -340,6 +344,7 @@ class LockManager:
 
         Returns:
             ``True`` when all earlier operations finished, ``False`` on timeout.
+
         """
         t = check_timeout(True, timeout)
         deadline = None if t is None else monotonic() + t
@@ -402,7 +407,9 @@ class KeyLock:
 
     __slots__ = ("_handles", "_key", "_manager", "_mu", "_shared", "_timeout")
 
-    def __init__(self, manager: LockManager, key: Hashable, *, shared: bool = False, timeout: float | None = None) -> None:
+    def __init__(
+        self, manager: LockManager, key: Hashable, *, shared: bool = False, timeout: float | None = None
+    ) -> None:
         self._manager = manager
         self._key = key
         self._shared = shared
@@ -424,6 +431,7 @@ class KeyLock:
 
         Raises:
             NotOwnerError: The calling thread does not hold the key through this lock.
+
         """
         with self._mu:
             handle = self._handles.pop(get_ident(), None)

@@ -40,6 +40,7 @@ class Mutex:
             :class:`~lockkit.LockTimeoutError`.
         track_hold_time: Measure the hold time of every acquisition (two clock reads
             per hold). When false, only holds granted after a wait are measured.
+
     """
 
     __slots__ = (
@@ -56,9 +57,7 @@ class Mutex:
         "_waiters",
     )
 
-    def __init__(
-        self, name: str | None = None, timeout: float | None = None, *, track_hold_time: bool = False
-    ) -> None:
+    def __init__(self, name: str | None = None, timeout: float | None = None, *, track_hold_time: bool = False) -> None:
         self._name = name
         self._timeout = check_timeout(True, timeout)
         self._track = track_hold_time
@@ -96,6 +95,7 @@ class Mutex:
         Raises:
             DeadlockError: The calling thread already holds the mutex.
             ValueError: ``blocking=False`` together with a timeout.
+
         """
         if timeout is None and blocking and not self._waiters and self._gate.acquire(False):
             self._owner = get_ident()
@@ -160,6 +160,7 @@ class Mutex:
 
         Raises:
             NotOwnerError: The calling thread does not hold the mutex.
+
         """
         if self._owner != get_ident():
             raise NotOwnerError(self._not_owner_message())
@@ -243,6 +244,7 @@ class Mutex:
 
         Raises:
             LockTimeoutError: The default timeout ran out before the mutex was acquired.
+
         """
         with self:
             return fn(*args, **kwargs)
@@ -277,6 +279,7 @@ class Mutex:
 
         Raises:
             DeadlockError: Called by the thread that holds the mutex.
+
         """
         if not self.is_locked():
             return True

@@ -43,6 +43,7 @@ class RWLock:
         name: A name for statistics, events and error messages.
         timeout: Default timeout (seconds) for ``with``, :meth:`read` and :meth:`write`;
             ``None`` waits forever.
+
     """
 
     __slots__ = ("__weakref__", "_held", "_mu", "_n", "_name", "_policy", "_q", "_rw", "_stats", "_timeout", "_waiting")
@@ -73,7 +74,7 @@ class RWLock:
     @property
     def policy(self) -> Policy:
         """The fairness policy given at construction."""
-        return self._policy  # type: ignore[return-value]
+        return self._policy
 
     # -- acquire ------------------------------------------------------------------
 
@@ -90,6 +91,7 @@ class RWLock:
 
         Raises:
             DeadlockError: The calling thread already holds the lock (in any mode).
+
         """
         t = check_timeout(blocking, timeout)
         if self._rw is not None:
@@ -158,6 +160,7 @@ class RWLock:
 
         Raises:
             NotOwnerError: The calling thread holds nothing.
+
         """
         me = get_ident()
         if self._rw is None:
@@ -177,6 +180,7 @@ class RWLock:
 
         Raises:
             NotOwnerError: The calling thread does not hold the lock exclusively.
+
         """
         me = get_ident()
         if self._rw is None:
@@ -196,6 +200,7 @@ class RWLock:
 
         Args:
             timeout: Seconds to wait; defaults to the lock's default timeout.
+
         """
         return ModeGuard(self, True, self._timeout if timeout is None else timeout)
 

@@ -32,6 +32,7 @@ class LockStatistics:
         waiting: Threads queued right now (not counting holders).
         queue_length: Holders plus waiters right now.
         peak_queue: The most threads ever waiting at once.
+
     """
 
     name: str | None
@@ -77,8 +78,7 @@ class Counters:
     def queued(self, depth: int, name: str | None, *, warn: bool = True) -> None:
         """Account one more waiter; ``depth`` is the number now waiting."""
         self.contentions += 1
-        if depth > self.peak_queue:
-            self.peak_queue = depth
+        self.peak_queue = max(self.peak_queue, depth)
         if warn and depth > _log.DEEP_QUEUE and not self.deep:
             self.deep = True
             _log.warning(_log.QUEUE_DEEP, lock=name, waiting=depth)
@@ -90,8 +90,7 @@ class Counters:
     def waited(self, seconds: float, granted: bool, name: str | None) -> None:
         """Account one finished wait."""
         self.wait_total += seconds
-        if seconds > self.wait_max:
-            self.wait_max = seconds
+        self.wait_max = max(self.wait_max, seconds)
         if not granted:
             self.timeouts += 1
         if seconds > _log.SLOW_WAIT:
@@ -100,8 +99,7 @@ class Counters:
     def held_for(self, seconds: float) -> None:
         """Account one finished hold."""
         self.hold_total += seconds
-        if seconds > self.hold_max:
-            self.hold_max = seconds
+        self.hold_max = max(self.hold_max, seconds)
 
 
 def thread_name(ident: int | None) -> str | None:

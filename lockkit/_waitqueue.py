@@ -16,6 +16,7 @@ Two races are handled here, in one place:
 
 from __future__ import annotations
 
+import math
 import time
 from _thread import allocate_lock
 from collections import deque
@@ -34,13 +35,14 @@ def check_timeout(blocking: bool, timeout: float | None) -> float | None:
     Raises:
         ValueError: ``blocking=False`` with a timeout, or a negative timeout.
         TypeError: a timeout that is not a number.
+
     """
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
             raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
         if timeout == -1:  # threading's spelling of "forever"
             timeout = None
-        elif timeout < 0 or timeout != timeout:
+        elif timeout < 0 or math.isnan(timeout):
             raise ValueError("timeout must be None or a number of seconds >= 0")
     if not blocking:
         if timeout is not None:
@@ -83,6 +85,7 @@ def park(
 
     Returns:
         ``True`` if the lock was granted (even at the instant of timing out).
+
     """
     deadline = None if timeout is None else waiter.since + timeout
     warned = False
@@ -153,7 +156,7 @@ class SXQueue:
 
     def _add_reader(self, ident: int) -> None:
         if self.readers:
-            self.readers.add(ident)  # type: ignore[union-attr]
+            self.readers.add(ident)
         else:
             self.readers = {ident}
 
@@ -162,7 +165,7 @@ class SXQueue:
         waiter = Waiter(ident, shared)
         if not self.waiters:
             self.waiters = deque()
-        self.waiters.append(waiter)  # type: ignore[union-attr]
+        self.waiters.append(waiter)
         return waiter
 
     def release(self, ident: int) -> bool:
@@ -192,11 +195,11 @@ class SXQueue:
         while waiters and self.writer is None:
             head = waiters[0]
             if head.shared:
-                waiters.popleft()  # type: ignore[union-attr]
+                waiters.popleft()
                 self._add_reader(head.ident)
                 head.grant()
             elif not self.readers:
-                waiters.popleft()  # type: ignore[union-attr]
+                waiters.popleft()
                 self.writer = head.ident
                 head.grant()
                 return

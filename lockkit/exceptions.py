@@ -29,6 +29,7 @@ class LockTimeoutError(LockkitError, TimeoutError):
         timeout: The timeout in seconds that ran out.
         holder: A human-readable description of who held the lock, or ``None``
             when it is unknown.
+
     """
 
     def __init__(
@@ -51,9 +52,7 @@ class LockTimeoutError(LockkitError, TimeoutError):
         )
 
 
-def _rebuild_timeout(
-    message: str, resource: str | None, timeout: float | None, holder: str | None
-) -> LockTimeoutError:
+def _rebuild_timeout(message: str, resource: str | None, timeout: float | None, holder: str | None) -> LockTimeoutError:
     return LockTimeoutError(message, resource=resource, timeout=timeout, holder=holder)
 
 

@@ -32,7 +32,7 @@ class Worker:
     def _run(self, fn: Callable[[], Any]) -> None:
         try:
             self.result = fn()
-        except BaseException as exc:  # noqa: BLE001 - recorded for the test to assert on
+        except BaseException as exc:
             self.error = exc
         finally:
             self.done.set()

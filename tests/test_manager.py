@@ -72,7 +72,10 @@ def test_multi_key_lock_takes_sorted_order_without_deadlock() -> None:
                 for k in set(keys):  # duplicates are taken once
                     counter[k] += 1
 
-    threads = [threading.Thread(target=work, args=(keys,)) for keys in [("a", "b", "c"), ("c", "b", "a"), ("b", "a"), ("c", "a", "a")]]
+    threads = [
+        threading.Thread(target=work, args=(keys,))
+        for keys in [("a", "b", "c"), ("c", "b", "a"), ("b", "a"), ("c", "a", "a")]
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -8,6 +8,7 @@ compared against the bars.
 
 from __future__ import annotations
 
+import math
 import statistics as _st
 import time
 from collections.abc import Callable, Sequence
@@ -44,7 +45,7 @@ class Table:
         return float("nan")
 
     def bar(self, text: str, ratio: float, limit: float, *, at_most: bool) -> None:
-        if ratio != ratio:  # NaN: a peer is missing
+        if math.isnan(ratio):  # NaN: a peer is missing
             self.bars.append((text, None, "n/a (peer not installed)"))
             return
         met = ratio <= limit if at_most else ratio >= limit
@@ -67,7 +68,7 @@ class Table:
 def _fmt(v: float | str) -> str:
     if isinstance(v, str):
         return v
-    if v != v:
+    if math.isnan(v):
         return "-"
     if abs(v) >= 1000:
         return f"{v:,.0f}"

@@ -121,7 +121,12 @@ def uncontended(quick: bool) -> Table:
         row.values["x_rlock"] = float(row.values["ns"]) / rlock
     mutex = t.value("lockkit.Mutex", "ns")
     t.bar("Mutex vs threading.RLock (bar <= 2.0x)", mutex / rlock, 2.0, at_most=True)
-    t.bar("Mutex vs RWLockFair write (bar <= 0.5x)", mutex / t.value("readerwriterlock RWLockFair write", "ns"), 0.5, at_most=True)
+    t.bar(
+        "Mutex vs RWLockFair write (bar <= 0.5x)",
+        mutex / t.value("readerwriterlock RWLockFair write", "ns"),
+        0.5,
+        at_most=True,
+    )
     return t
 
 
@@ -140,8 +145,7 @@ def _hammer(lock: Any, threads: int, iters: int) -> tuple[float, float]:
             with lock:
                 t1 = clock()
                 count[0] += 1
-            if t1 - t0 > worst:
-                worst = t1 - t0
+            worst = max(worst, t1 - t0)
         longest[i] = worst
 
     pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
@@ -183,8 +187,18 @@ def contended(quick: bool) -> Table:
     mutex = t.value("lockkit.Mutex", "ops")
     for row in t.rows:
         row.values["x_mutex"] = float(row.values["ops"]) / mutex
-    t.bar("Mutex vs ticket lock throughput (bar >= 4x)", mutex / t.value("Condition ticket lock (notify_all)", "ops"), 4.0, at_most=False)
-    t.bar("Mutex vs RWLockFair throughput (bar >= 0.6x)", mutex / t.value("readerwriterlock RWLockFair write", "ops"), 0.6, at_most=False)
+    t.bar(
+        "Mutex vs ticket lock throughput (bar >= 4x)",
+        mutex / t.value("Condition ticket lock (notify_all)", "ops"),
+        4.0,
+        at_most=False,
+    )
+    t.bar(
+        "Mutex vs RWLockFair throughput (bar >= 0.6x)",
+        mutex / t.value("readerwriterlock RWLockFair write", "ops"),
+        0.6,
+        at_most=False,
+    )
     t.bar("Mutex longest wait / 10 ms (bar <= 1.0)", t.value("lockkit.Mutex", "wait_ms") / 10.0, 1.0, at_most=True)
     t.notes.append("strict FIFO needs a thread switch per handoff; the bare-handoff row is that floor under the GIL")
     t.notes.append("longest wait is the worst over all rounds")
@@ -296,8 +310,18 @@ def rw_mixed(quick: bool) -> Table:
     fair = t.value("readerwriterlock RWLockFair", "reads")
     for row in t.rows:
         row.values["x_fair"] = float(row.values["reads"]) / fair
-    t.bar("RWLock fifo reads vs RWLockFair (bar >= 1.0x)", t.value("lockkit.RWLock fifo", "reads") / fair, 1.0, at_most=False)
-    t.bar("RWLock fifo writer longest wait / 10 ms (bar <= 1.0)", t.value("lockkit.RWLock fifo", "wmax") / 10.0, 1.0, at_most=True)
+    t.bar(
+        "RWLock fifo reads vs RWLockFair (bar >= 1.0x)",
+        t.value("lockkit.RWLock fifo", "reads") / fair,
+        1.0,
+        at_most=False,
+    )
+    t.bar(
+        "RWLock fifo writer longest wait / 10 ms (bar <= 1.0)",
+        t.value("lockkit.RWLock fifo", "wmax") / 10.0,
+        1.0,
+        at_most=True,
+    )
     return t
 
 
