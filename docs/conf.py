@@ -7,11 +7,11 @@ import sys
 
 sys.path.insert(0, os.path.abspath(".."))
 
-from lockkit import __version__  # noqa: E402
+from lockkit import __version__
 
 project = "lockkit"
 author = "lockkit maintainers"
-copyright = "2026, lockkit maintainers"  # noqa: A001
+copyright = "2026, lockkit maintainers"
 release = __version__
 version = __version__
 
