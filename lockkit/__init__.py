@@ -8,13 +8,27 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import TypeVar
 
+from lockkit._backoff import Backoff
+from lockkit._breaker import BreakerStatistics, CircuitBreaker, CircuitState
+from lockkit._budget import BudgetStatistics, RetryBudget
+from lockkit._classify import ErrorClass, classify, parse_retry_after, register_rule
 from lockkit._filemutex import FileMutex, FileMutexMetrics, normalize_path
+from lockkit._http import fetch_with_retry
 from lockkit._manager import KeyLock, LockHandle, LockManager
 from lockkit._mutex import Mutex
+from lockkit._retry import Attempt, RetryDetails, RetryPolicy, retry, retry_testing
 from lockkit._rwlock import RWLock
 from lockkit._stats import LockStatistics
 from lockkit._version import __version__
-from lockkit.exceptions import DeadlockError, LockkitError, LockTimeoutError, NotOwnerError
+from lockkit.exceptions import (
+    AbortError,
+    CircuitOpenError,
+    DeadlockError,
+    LockkitError,
+    LockTimeoutError,
+    NotOwnerError,
+    RetryAfterTooLongError,
+)
 
 R = TypeVar("R")
 
@@ -36,7 +50,16 @@ def with_lock(key: Hashable, fn: Callable[[], R], *, timeout: float | None = Non
 
 
 __all__ = [
+    "AbortError",
+    "Attempt",
+    "Backoff",
+    "BreakerStatistics",
+    "BudgetStatistics",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CircuitState",
     "DeadlockError",
+    "ErrorClass",
     "FileMutex",
     "FileMutexMetrics",
     "KeyLock",
@@ -48,8 +71,18 @@ __all__ = [
     "Mutex",
     "NotOwnerError",
     "RWLock",
+    "RetryAfterTooLongError",
+    "RetryBudget",
+    "RetryDetails",
+    "RetryPolicy",
     "__version__",
+    "classify",
+    "fetch_with_retry",
     "lock_manager",
     "normalize_path",
+    "parse_retry_after",
+    "register_rule",
+    "retry",
+    "retry_testing",
     "with_lock",
 ]

@@ -2,7 +2,8 @@
 
 Every exception derives from :class:`LockkitError`. Messages are lowercase, name the
 rule that was broken and never contain secrets, keys or record contents. Every
-exception survives a pickle round trip (so it can cross a process boundary intact).
+exception survives a pickle round trip with its attributes (so it can cross a process
+boundary intact).
 """
 
 from __future__ import annotations
@@ -10,15 +11,23 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AbortError",
+    "CircuitOpenError",
     "DeadlockError",
     "LockTimeoutError",
     "LockkitError",
     "NotOwnerError",
+    "RetryAfterTooLongError",
 ]
 
 
 class LockkitError(Exception):
     """Base class of every error lockkit raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take the message positionally and everything else as keyword
+        # arguments with defaults, so rebuilding from args and restoring __dict__ works.
+        return (self.__class__, self.args, self.__dict__)
 
 
 class LockTimeoutError(LockkitError, TimeoutError):
@@ -45,16 +54,6 @@ class LockTimeoutError(LockkitError, TimeoutError):
         self.timeout = timeout
         self.holder = holder
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (
-            _rebuild_timeout,
-            (str(self), self.resource, self.timeout, self.holder),
-        )
-
-
-def _rebuild_timeout(message: str, resource: str | None, timeout: float | None, holder: str | None) -> LockTimeoutError:
-    return LockTimeoutError(message, resource=resource, timeout=timeout, holder=holder)
-
 
 class NotOwnerError(LockkitError, RuntimeError):
     """A lock was released (or handed over) by a thread or handle that does not hold it."""
@@ -66,3 +65,40 @@ class DeadlockError(LockkitError, RuntimeError):
     Raised when a thread re-acquires a non-reentrant lock it already holds, or a
     reader asks to upgrade to a writer.
     """
+
+
+class AbortError(LockkitError):
+    """Raise it from retried code to stop retrying at once (classified ``CANCELLED``)."""
+
+
+class RetryAfterTooLongError(LockkitError):
+    """The server asked to wait (``Retry-After``) longer than the retry deadline allows.
+
+    Raised at once instead of sleeping into a deadline that cannot be met; the
+    original error is chained as ``__cause__``.
+
+    Attributes:
+        delay: The delay the server asked for, in seconds.
+        remaining: What was left of the deadline, in seconds.
+
+    """
+
+    def __init__(self, message: str, *, delay: float = 0.0, remaining: float = 0.0) -> None:
+        super().__init__(message)
+        self.delay = delay
+        self.remaining = remaining
+
+
+class CircuitOpenError(LockkitError):
+    """A circuit breaker is open: the call was refused without being made.
+
+    Attributes:
+        name: The breaker's name.
+        retry_after: Seconds until the breaker lets a probe call through.
+
+    """
+
+    def __init__(self, message: str, *, name: str | None = None, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.name = name
+        self.retry_after = retry_after

@@ -44,12 +44,12 @@ class Table:
                     return float(v)
         return float("nan")
 
-    def bar(self, text: str, ratio: float, limit: float, *, at_most: bool) -> None:
+    def bar(self, text: str, ratio: float, limit: float, *, at_most: bool, unit: str = "x") -> None:
         if math.isnan(ratio):  # NaN: a peer is missing
             self.bars.append((text, None, "n/a (peer not installed)"))
             return
         met = ratio <= limit if at_most else ratio >= limit
-        self.bars.append((text, met, f"{ratio:.2f}x"))
+        self.bars.append((text, met, f"{ratio:.2f}{unit}"))
 
     def render(self) -> str:
         headers = ["implementation", *[h for _, h in self.columns]]
@@ -91,13 +91,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run every benchmark group and print the tables."""
     import argparse
 
-    from lockkit._bench import threads
+    from lockkit._bench import retry, threads
 
     parser = argparse.ArgumentParser(prog="lockkit bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a few seconds per group)")
     parser.add_argument("--only", action="append", default=[], help="run only these groups (by name)")
     args = parser.parse_args(argv)
-    groups: dict[str, Callable[[bool], list[Table]]] = {"threads": threads.run}
+    groups: dict[str, Callable[[bool], list[Table]]] = {"threads": threads.run, "retry": retry.run}
     for name, run in groups.items():
         if args.only and name not in args.only:
             continue
