@@ -12,7 +12,9 @@ from lockkit._backoff import Backoff
 from lockkit._breaker import BreakerStatistics, CircuitBreaker, CircuitState
 from lockkit._budget import BudgetStatistics, RetryBudget
 from lockkit._classify import ErrorClass, classify, parse_retry_after, register_rule
+from lockkit._filelock import FileLock
 from lockkit._filemutex import FileMutex, FileMutexMetrics, normalize_path
+from lockkit._holder import LockInfo
 from lockkit._http import fetch_with_retry
 from lockkit._manager import KeyLock, LockHandle, LockManager
 from lockkit._mutex import Mutex
@@ -24,7 +26,9 @@ from lockkit.exceptions import (
     AbortError,
     CircuitOpenError,
     DeadlockError,
+    LockFileError,
     LockkitError,
+    LockLostError,
     LockTimeoutError,
     NotOwnerError,
     RetryAfterTooLongError,
@@ -60,10 +64,14 @@ __all__ = [
     "CircuitState",
     "DeadlockError",
     "ErrorClass",
+    "FileLock",
     "FileMutex",
     "FileMutexMetrics",
     "KeyLock",
+    "LockFileError",
     "LockHandle",
+    "LockInfo",
+    "LockLostError",
     "LockManager",
     "LockStatistics",
     "LockTimeoutError",

@@ -176,6 +176,18 @@ class LockManager:
             DeadlockError: The calling thread already holds ``key``.
 
         """
+        if timeout is not None:
+            timeout = check_timeout(True, timeout)
+        handle = self.try_acquire(key, timeout, shared)
+        if handle is None:
+            raise self._timeout_error(key, timeout)
+        return handle
+
+    def try_acquire(self, key: Hashable, timeout: float | None, shared: bool = False) -> LockHandle | None:
+        """Like :meth:`acquire`, but return ``None`` when the timeout runs out.
+
+        ``timeout`` must already be normalised (``None`` or seconds >= 0).
+        """
         if not shared and self._keystats is None:  # fast path: a key nobody uses, exclusive
             me = get_ident()
             with self._mu:
@@ -183,12 +195,7 @@ class LockManager:
                     entry = self._entries[key] = _Entry(me)
                     self._n += 1
                     return LockHandle(self, key, entry, me, False)
-        if timeout is not None:
-            timeout = check_timeout(True, timeout)
-        handle = self._try_acquire(key, timeout, shared)
-        if handle is None:
-            raise self._timeout_error(key, timeout)
-        return handle
+        return self._try_acquire(key, timeout, shared)
 
     def _try_acquire(self, key: Hashable, timeout: float | None, shared: bool) -> LockHandle | None:
         me = get_ident()

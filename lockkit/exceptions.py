@@ -14,6 +14,8 @@ __all__ = [
     "AbortError",
     "CircuitOpenError",
     "DeadlockError",
+    "LockFileError",
+    "LockLostError",
     "LockTimeoutError",
     "LockkitError",
     "NotOwnerError",
@@ -102,3 +104,19 @@ class CircuitOpenError(LockkitError):
         super().__init__(message)
         self.name = name
         self.retry_after = retry_after
+
+
+class LockFileError(LockkitError, OSError):
+    """A lock file cannot be used: missing directory, permissions, a symbolic link, ...
+
+    Attributes:
+        path: The lock file's path.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class LockLostError(LockkitError):
+    """A held lock was lost (lease expired, marker broken, server restarted)."""

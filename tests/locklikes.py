@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +29,14 @@ def _filemutex(timeout: float | None) -> Any:
     return lockkit.FileMutex().get_lock("some/../data.json", timeout=timeout)
 
 
+def _filelock(strategy: str) -> Callable[[float | None], Any]:
+    def make(timeout: float | None) -> Any:
+        directory = tempfile.mkdtemp(prefix="lockkit-contract-")
+        return lockkit.FileLock(os.path.join(directory, "x.lock"), timeout=timeout, strategy=strategy)  # type: ignore[arg-type]
+
+    return make
+
+
 #: name -> (factory taking a default timeout, strict FIFO?)
 LOCKLIKES: dict[str, tuple[Callable[[float | None], Any], bool]] = {
     "Mutex": (_mutex, True),
@@ -35,4 +45,6 @@ LOCKLIKES: dict[str, tuple[Callable[[float | None], Any], bool]] = {
     "RWLock-write": (_rw("write"), False),
     "LockManager-key": (_manager_key, True),
     "FileMutex-file": (_filemutex, True),
+    "FileLock-kernel": (_filelock("kernel"), True),
+    "FileLock-marker": (_filelock("marker"), True),
 }

@@ -1,0 +1,211 @@
+"""Holder records: who holds a lock, and proof that a process is dead."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from lockkit.exceptions import LockFileError
+
+
+@dataclass(frozen=True, slots=True)
+class LockInfo:
+    """Who holds a lock.
+
+    For a shared hold the holder's identity is not recorded (many processes hold it
+    at once): only ``shared=True`` and the last fencing token are known.
+
+    Attributes:
+        pid: The holding process, or ``None`` for a shared hold.
+        hostname: The host it runs on.
+        thread: The holding thread's name.
+        acquired_at: When it was acquired (seconds since the epoch).
+        shared: Whether the lock is held in shared mode.
+        fencing_token: The token of the latest exclusive acquisition (0 if none).
+        start_token: Identity of the holding process (boot id and start time) that
+            tells a reused PID apart.
+    """
+
+    pid: int | None
+    hostname: str | None
+    thread: str | None
+    acquired_at: float | None
+    shared: bool
+    fencing_token: int
+    start_token: str | None = None
+
+    @property
+    def held_for(self) -> float | None:
+        """Seconds since acquisition (``None`` if unknown)."""
+        return None if self.acquired_at is None else max(0.0, time.time() - self.acquired_at)
+
+    def describe(self) -> str:
+        """A one-line description: ``pid 812 on web-3 (thread 'worker-2') for 41.2 s``."""
+        if self.pid is None:
+            return "shared holders"
+        held = self.held_for
+        text = f"pid {self.pid} on {self.hostname}"
+        if self.thread:
+            text += f" (thread {self.thread!r})"
+        if held is not None:
+            text += f" for {held:.1f} s"
+        return text
+
+
+@lru_cache(maxsize=1)
+def hostname() -> str:
+    """This host's name (cached)."""
+    return socket.gethostname()
+
+
+@lru_cache(maxsize=1)
+def boot_id() -> str:
+    """The kernel's boot id (changes at every boot), or ``""`` when unknown."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def process_start(pid: int) -> str | None:
+    """A process's start time in clock ticks since boot, from ``/proc/<pid>/stat``."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    rest = data[data.rfind(")") + 2 :].split()
+    return rest[19] if len(rest) > 19 else None
+
+
+_start_tokens: dict[int, str | None] = {}
+
+
+def start_token(pid: int | None = None) -> str | None:
+    """``"<boot id>:<start time>"`` for ``pid`` (default: this process), or ``None``."""
+    pid = os.getpid() if pid is None else pid
+    if pid == os.getpid() and pid in _start_tokens:
+        return _start_tokens[pid]
+    start = process_start(pid)
+    token = None if start is None else f"{boot_id()}:{start}"
+    if pid == os.getpid():
+        _start_tokens[pid] = token
+    return token
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this PID exists on this host."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie answers kill(0) but has finished: it holds nothing
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            data = f.read()
+        return data[data.rfind(")") + 2 : data.rfind(")") + 3] != "Z"
+    except OSError:
+        return True
+
+
+def dead_reason(info: LockInfo) -> str | None:
+    """Why the holder is provably dead, or ``None`` if it may be alive.
+
+    Only records from this host are judged; a record from another host is never
+    PID-probed.
+    """
+    if info.pid is None or info.hostname != hostname():
+        return None
+    recorded = info.start_token
+    if recorded and boot_id() and not recorded.startswith(boot_id() + ":"):
+        return "the host rebooted since the lock was taken"
+    if not pid_alive(info.pid):
+        return f"process {info.pid} is dead"
+    if recorded:
+        now = start_token(info.pid)
+        if now is not None and now != recorded:
+            return f"pid {info.pid} was reused by another process"
+    return None
+
+
+def make_record(token: int, shared: bool) -> dict[str, Any]:
+    """The holder record of the calling thread."""
+    return {
+        "pid": os.getpid(),
+        "host": hostname(),
+        "start": start_token(),
+        "thread": threading.current_thread().name,
+        "at": time.time(),
+        "shared": shared,
+        "token": token,
+    }
+
+
+def record_info(record: dict[str, Any]) -> LockInfo:
+    """Build a :class:`LockInfo` from a parsed record (tolerating missing fields)."""
+    pid = record.get("pid")
+    token = record.get("token")
+    at = record.get("at")
+    return LockInfo(
+        pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+        hostname=record.get("host") if isinstance(record.get("host"), str) else None,
+        thread=record.get("thread") if isinstance(record.get("thread"), str) else None,
+        acquired_at=float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) else None,
+        shared=bool(record.get("shared", False)),
+        fencing_token=token if isinstance(token, int) and not isinstance(token, bool) else 0,
+        start_token=record.get("start") if isinstance(record.get("start"), str) else None,
+    )
+
+
+def open_lock_file(path: str, flags: int, mode: int = 0o666) -> int:
+    """Open a lock-related file with ``O_NOFOLLOW|O_CLOEXEC``, translating errors.
+
+    Raises:
+        LockFileError: The path is a symbolic link, its directory is missing, or
+            permissions forbid it; the message names the path and the rule.
+    """
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        raise lock_file_error(path, exc) from exc
+
+
+def lock_file_error(path: str, exc: OSError) -> LockFileError:
+    """A :class:`LockFileError` explaining ``exc`` for ``path``."""
+    if exc.errno == errno.ELOOP:
+        why = "it is a symbolic link (lock files must not be links)"
+    elif exc.errno == errno.ENOENT:
+        why = "its directory does not exist"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        why = "permission denied"
+    elif exc.errno == errno.EROFS:
+        why = "the file system is read-only"
+    elif exc.errno == errno.EISDIR:
+        why = "it is a directory"
+    else:
+        why = exc.strerror or str(exc)
+    return LockFileError(f"cannot use lock file {path!r}: {why}", path=path)
+
+
+def parse_json_line(data: bytes) -> dict[str, Any] | None:
+    """The first line of ``data`` as a JSON object, or ``None`` if it is not one."""
+    line = data.split(b"\n", 1)[0].strip(b"\0 ")
+    if not line:
+        return None
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

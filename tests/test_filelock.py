@@ -1,0 +1,275 @@
+"""FileLock across real processes: exclusion, crash release, staleness, fencing, fork."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import proc_helpers
+import pytest
+
+import lockkit
+from lockkit import _holder
+
+pytestmark = pytest.mark.timeout(120)
+ctx = multiprocessing.get_context("fork")
+
+
+def run_procs(target: Any, args_list: list[tuple[Any, ...]]) -> None:
+    procs = [ctx.Process(target=target, args=args) for args in args_list]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(100)
+        assert p.exitcode == 0, f"child failed with {p.exitcode}"
+
+
+@pytest.mark.parametrize("strategy", ["kernel", "marker"])
+def test_no_lost_updates_4_processes_x_4_threads(tmp_path: Path, strategy: str) -> None:
+    counter = tmp_path / "counter"
+    counter.write_text("0")
+    cycles = 500 if strategy == "kernel" else 150
+    run_procs(proc_helpers.increment_worker, [(str(tmp_path / "c.lock"), str(counter), 4, cycles, strategy)] * 4)
+    assert int(counter.read_text()) == 4 * 4 * cycles
+
+
+def test_shared_readers_never_see_a_torn_value(tmp_path: Path) -> None:
+    lock, data = str(tmp_path / "d.lock"), str(tmp_path / "d")
+    Path(data).write_bytes(b"0" * proc_helpers.WIDTH)
+    errors = ctx.Queue()
+    procs = [ctx.Process(target=proc_helpers.torn_writer, args=(lock, data, 150))]
+    procs += [ctx.Process(target=proc_helpers.torn_reader, args=(lock, data, 400, errors)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(100)
+        assert p.exitcode == 0
+    assert errors.empty()
+
+
+def test_readers_in_different_processes_share(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.lock")
+    ready, release = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=proc_helpers.hold_shared, args=(path, ready, release))
+    child.start()
+    try:
+        assert ready.wait(20)
+        reader = lockkit.FileLock(path, shared=True)
+        assert reader.acquire(timeout=0)  # shares with the child
+        info = reader.holder()
+        assert info is not None and info.shared
+        reader.release()
+        assert lockkit.FileLock(path).acquire(timeout=0.1) is False  # a writer does not get in
+    finally:
+        release.set()
+        child.join(20)
+
+
+@pytest.mark.parametrize("strategy", ["kernel", "marker"])
+def test_sigkilled_holder_releases(tmp_path: Path, strategy: str) -> None:
+    path = str(tmp_path / "k.lock")
+    ready = ctx.Event()
+    child = ctx.Process(target=proc_helpers.hold_forever, args=(path, strategy, ready))
+    child.start()
+    assert ready.wait(20)
+    lock = lockkit.FileLock(path, strategy=strategy)  # type: ignore[arg-type]
+    assert lock.acquire(timeout=0) is False
+    info = lock.holder()
+    assert info is not None and info.pid == child.pid
+    os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    child.join(10)
+    started = time.monotonic()
+    assert lock.acquire(timeout=5)
+    assert time.monotonic() - started < 1.0  # kernel: at once; marker: dead PID detected at once
+    lock.release()
+
+
+def test_live_marker_holder_is_never_broken(tmp_path: Path) -> None:
+    path = str(tmp_path / "live.lock")
+    ready = ctx.Event()
+    child = ctx.Process(target=proc_helpers.hold_forever, args=(path, "marker", ready, 0.3))
+    child.start()
+    try:
+        assert ready.wait(20)
+        lock = lockkit.FileLock(path, strategy="marker", stale_after=0.3)
+        assert lock.acquire(timeout=1.5) is False  # five stale periods; the heartbeat kept it fresh
+        assert os.stat(path).st_mtime > time.time() - 0.3
+    finally:
+        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        child.join(10)
+
+
+def test_marker_without_heartbeat_goes_stale(tmp_path: Path) -> None:
+    path = tmp_path / "old.lock"
+    record = {"pid": 1, "host": "some-other-host", "start": "x:1", "thread": "t", "at": time.time() - 100}
+    path.write_text(json.dumps(record) + "\n")
+    os.utime(path, (time.time() - 100, time.time() - 100))
+    lock = lockkit.FileLock(path, strategy="marker", stale_after=10)
+    info = lock.holder()
+    assert info is not None and info.hostname == "some-other-host"
+    assert lock.acquire(timeout=1)  # another host's marker: never PID-probed, broken by age only
+    lock.release()
+
+
+def test_marker_with_reused_pid_is_stale(tmp_path: Path) -> None:
+    path = tmp_path / "reused.lock"
+    record = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "start": f"{_holder.boot_id()}:1",
+        "thread": "t",
+        "at": time.time(),
+    }
+    path.write_text(json.dumps(record) + "\n")
+    assert _holder.dead_reason(_holder.record_info(record)) == f"pid {os.getpid()} was reused by another process"
+    lock = lockkit.FileLock(path, strategy="marker")
+    assert lock.acquire(timeout=1)
+    lock.release()
+    assert not path.exists()
+
+
+def test_racing_breakers_leave_exactly_one_holder(tmp_path: Path) -> None:
+    path = str(tmp_path / "race.lock")
+    dead = ctx.Process(target=time.sleep, args=(0,))
+    dead.start()
+    dead.join()
+    record = {"pid": dead.pid, "host": socket.gethostname(), "start": None, "thread": "t", "at": time.time()}
+    Path(path).write_text(json.dumps(record) + "\n")
+    go, done, results = ctx.Event(), ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=proc_helpers.race_to_break, args=(path, go, done, results)) for _ in range(8)]
+    for p in procs:
+        p.start()
+    go.set()
+    winners = [results.get(timeout=30) for _ in procs]
+    done.set()
+    for p in procs:
+        p.join(30)
+    assert len([w for w in winners if w]) == 1
+
+
+def test_timeout_error_names_the_holder(tmp_path: Path) -> None:
+    path = str(tmp_path / "t.lock")
+    ready = ctx.Event()
+    child = ctx.Process(target=proc_helpers.hold_forever, args=(path, "kernel", ready))
+    child.start()
+    try:
+        assert ready.wait(20)
+        lock = lockkit.FileLock(path, timeout=0.2)
+        with pytest.raises(lockkit.LockTimeoutError) as info, lock:
+            pass  # pragma: no cover
+        assert f"held by pid {child.pid} on {socket.gethostname()}" in str(info.value)
+        assert info.value.resource == path and info.value.timeout == 0.2
+        started = time.monotonic()
+        assert lock.acquire(timeout=0) is False  # one attempt, no waiting
+        assert time.monotonic() - started < 0.1
+    finally:
+        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        child.join(10)
+
+
+def test_fencing_tokens_strictly_increase_across_processes(tmp_path: Path) -> None:
+    path = str(tmp_path / "f.lock")
+    out = ctx.Queue()
+    run_procs(proc_helpers.tokens_worker, [(path, 50, out)] * 4)
+    seqs = [out.get(timeout=10) for _ in range(4)]
+    for seq in seqs:
+        assert seq == sorted(seq)
+    flat = sorted(t for seq in seqs for t in seq)
+    assert flat == list(range(1, 201))
+
+
+def test_forked_child_cannot_release_parent_hold(tmp_path: Path) -> None:
+    path = str(tmp_path / "fork.lock")
+    lock = lockkit.FileLock(path)
+    lock.acquire()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            try:
+                lock.release()
+            except lockkit.NotOwnerError:
+                code = 0 if lock.acquire(timeout=0) is False else 2
+        finally:
+            os._exit(code)
+    os.close(w)
+    _, status = os.waitpid(pid, 0)
+    os.close(r)
+    assert os.waitstatus_to_exitcode(status) == 0
+    info = lock.holder()
+    assert info is not None and info.pid == os.getpid()  # still ours
+    lock.release()
+
+
+def test_lock_descriptor_is_close_on_exec(tmp_path: Path) -> None:
+    from lockkit._filelock import lock_key
+    from lockkit._kernel import _states
+
+    lock = lockkit.FileLock(tmp_path / "cx.lock")
+    with lock:
+        fd = _states[lock_key(lock.path)].fd
+        assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+
+
+def test_symlink_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "target").write_text("")
+    os.symlink(tmp_path / "target", tmp_path / "l.lock")
+    with pytest.raises(lockkit.LockFileError, match="symbolic link"):
+        lockkit.FileLock(tmp_path / "l.lock").acquire()
+    with pytest.raises(lockkit.LockFileError, match="symbolic link"):
+        lockkit.FileLock(tmp_path / "l.lock", strategy="marker").acquire()
+
+
+def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(lockkit.LockFileError, match="directory does not exist") as info:
+        lockkit.FileLock(tmp_path / "nope" / "x.lock").acquire()
+    assert info.value.path == str(tmp_path / "nope" / "x.lock")
+    assert not lockkit.FileLock(tmp_path / "nope" / "x.lock").locked()
+
+
+def test_permission_denied_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = os.open
+
+    def denied(path: Any, flags: int, mode: int = 0o777) -> int:
+        if str(path).endswith("p.lock"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", denied)  # we run as root in CI: cause EACCES by hand
+    with pytest.raises(lockkit.LockFileError, match="permission denied"):
+        lockkit.FileLock(tmp_path / "p.lock").acquire()
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="strategy"):
+        lockkit.FileLock("/tmp/x.lock", strategy="nfs")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="shared mode"):
+        lockkit.FileLock("/tmp/x.lock", shared=True, strategy="marker")
+    with pytest.raises(ValueError, match="NUL"):
+        lockkit.FileLock("/tmp/x\0.lock")
+    with pytest.raises(TypeError):
+        lockkit.FileLock(b"/tmp/x.lock")  # type: ignore[arg-type]
+
+
+def test_deleted_lock_file_is_recreated_not_trusted(tmp_path: Path) -> None:
+    path = tmp_path / "gone.lock"
+    lock = lockkit.FileLock(path)
+    with lock:
+        pass
+    path.unlink()  # an operator removed it: the cached descriptor now guards nothing
+    other = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    try:
+        assert lock.acquire(timeout=0.2) is False  # it sees the new file's holder
+    finally:
+        os.close(other)
+    assert lock.acquire(timeout=1)
+    lock.release()
