@@ -20,6 +20,7 @@ from lockkit._manager import KeyLock, LockHandle, LockManager
 from lockkit._mutex import Mutex
 from lockkit._retry import Attempt, RetryDetails, RetryPolicy, retry, retry_testing
 from lockkit._rwlock import RWLock
+from lockkit._service import FileLockHandle, FileLockService, LockResult
 from lockkit._stats import LockStatistics
 from lockkit._version import __version__
 from lockkit.exceptions import (
@@ -65,6 +66,8 @@ __all__ = [
     "DeadlockError",
     "ErrorClass",
     "FileLock",
+    "FileLockHandle",
+    "FileLockService",
     "FileMutex",
     "FileMutexMetrics",
     "KeyLock",
@@ -73,6 +76,7 @@ __all__ = [
     "LockInfo",
     "LockLostError",
     "LockManager",
+    "LockResult",
     "LockStatistics",
     "LockTimeoutError",
     "LockkitError",

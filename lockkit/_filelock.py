@@ -12,17 +12,21 @@ from lockkit import _fork
 from lockkit._backoff import Backoff
 from lockkit._holder import LockInfo
 from lockkit._kernel import (
+    LOCK_EX,
     PathState,
+    flock_nb,
     kernel_lock,
     kernel_mode,
     kernel_unlock,
+    kernel_unlock_if_replaced,
+    next_token,
     publish_exclusive,
     read_holder,
     read_token,
     state_for,
 )
 from lockkit._manager import LockHandle, LockManager
-from lockkit._marker import MarkerHold, marker_holder, marker_lock, marker_unlock
+from lockkit._marker import MarkerHold, fence_bump, marker_holder, marker_lock, marker_unlock
 from lockkit._stats import Counters, LockStatistics
 from lockkit._waitqueue import check_timeout, monotonic
 from lockkit.exceptions import DeadlockError, LockTimeoutError, NotOwnerError
@@ -49,13 +53,15 @@ def _check_path(path: str | os.PathLike[str]) -> str:
 
 
 class _Hold:
-    __slots__ = ("handle", "marker", "shared", "token")
+    __slots__ = ("contended", "handle", "marker", "shared", "token", "waited")
 
     def __init__(self, handle: LockHandle, shared: bool, token: int | None, marker: MarkerHold | None) -> None:
         self.handle = handle
         self.shared = shared
         self.token = token
         self.marker = marker
+        self.contended = False
+        self.waited: float | None = None
 
 
 class FileLock:
@@ -105,8 +111,8 @@ class FileLock:
         timeout: float | None = None,
         strategy: Strategy = "kernel",
         stale_after: float = 300.0,
-        poll_initial: float = 0.001,
-        poll_max: float = 0.1,
+        poll_initial: float = 0.0002,
+        poll_max: float = 0.01,
     ) -> None:
         if strategy not in ("kernel", "marker"):
             raise ValueError(f"strategy must be 'kernel' or 'marker', not {strategy!r}")
@@ -206,9 +212,22 @@ class FileLock:
         return handle
 
     def _take(self, handle: LockHandle, deadline: float | None) -> _Hold | None:
+        if self._strategy == "kernel" and not self._shared:  # the hot path: no clock, no counters
+            st = state_for(self._key, self._path, process_locks.is_locked)
+            fd = st.fd if st.fd >= 0 else st.open()
+            if flock_nb(fd, LOCK_EX):
+                if not st.replaced():
+                    publish_exclusive(fd)
+                    self._n += 1  # under the in-process exclusive lock
+                    return _Hold(handle, False, None, None)
+                kernel_unlock_if_replaced(st)
+                return self._take_slow(handle, deadline)
+            return self._take_slow(handle, deadline, tried=True)
+        return self._take_slow(handle, deadline)
+
+    def _take_slow(self, handle: LockHandle, deadline: float | None, *, tried: bool = False) -> _Hold | None:
         since = 0.0 if deadline == 0.0 else monotonic()
-        with self._mu:
-            self._kernel_waiting += 1
+        self._kernel_waiting += 1
         try:
             if self._strategy == "marker":
                 got = marker_lock(self._path, self._stale_after, deadline, self._backoff())
@@ -216,26 +235,34 @@ class FileLock:
                 hold = None if got is None else _Hold(handle, False, got[1], got[0])
             else:
                 st = state_for(self._key, self._path, process_locks.is_locked)
-                ok = (
-                    self._shared_kernel(st, deadline)
-                    if self._shared
-                    else kernel_lock(st, False, deadline, self._backoff)
-                )
+                if self._shared:
+                    ok = self._shared_kernel(st, deadline)
+                else:
+                    ok = kernel_lock(st, False, deadline, self._backoff, tried=tried)
                 hold = None
                 if ok is not False:
-                    token = None if self._shared else publish_exclusive(st.fd)
-                    hold = _Hold(handle, self._shared, token, None)
+                    if not self._shared:
+                        publish_exclusive(st.fd)
+                    hold = _Hold(handle, self._shared, None, None)
         finally:
-            with self._mu:
-                self._kernel_waiting -= 1
+            self._kernel_waiting -= 1  # under the in-process lock (exclusive), or the GIL (shared)
+        if hold is None:
+            self._account(ok, None if deadline == 0.0 else monotonic() - since, False)
+        elif ok is not True:  # accounted at release, outside the critical section
+            hold.waited = None if deadline == 0.0 else monotonic() - since
+            hold.contended = True
+        else:
+            self._n += 1
+        return hold
+
+    def _account(self, ok: bool | None, waited: float | None, granted: bool) -> None:
         with self._mu:
-            if hold is not None:
+            if granted:
                 self._n += 1
             if ok is not True:  # waited (None) or timed out (False)
                 self._stats.contentions += 1
-                if deadline != 0.0:
-                    self._stats.waited(monotonic() - since, hold is not None, self._path)
-        return hold
+                if waited is not None:
+                    self._stats.waited(waited, granted, self._path)
 
     def _shared_kernel(self, st: PathState, deadline: float | None) -> bool | None:
         left = None if deadline is None else max(0.0, deadline - monotonic())
@@ -276,6 +303,8 @@ class FileLock:
                     kernel_unlock(st)
         finally:
             hold.handle.release()
+        if hold.contended:
+            self._account(None, hold.waited, True)
 
     def __enter__(self) -> FileLock:
         if not self.acquire(True, self._timeout):
@@ -319,8 +348,10 @@ class FileLock:
     def fencing_token(self) -> int:
         """The fencing token of the calling thread's hold.
 
-        For an exclusive hold it is the token this acquisition got; for a shared hold,
-        the token of the latest exclusive acquisition.
+        For an exclusive hold it is this acquisition's own token, strictly greater than
+        every token handed out before for this lock file (it is allocated, under the
+        lock, the first time it is read, so holds that never use a token cost no
+        counter update). For a shared hold, the latest exclusive token.
 
         Raises:
             NotOwnerError: The calling thread does not hold this lock.
@@ -328,9 +359,14 @@ class FileLock:
         hold = self._holds.get(get_ident())
         if hold is None:
             raise NotOwnerError(f"this thread does not hold lock file {self._path!r}")
+        if hold.marker is not None:
+            if not hold.token:
+                hold.token = fence_bump(self._path)
+            return hold.token
         if hold.token is None:
             st = state_for(self._key, self._path, process_locks.is_locked)
-            hold.token = read_token(st.open())[0]
+            # Exclusive: handed out now, under the lock (strictly above every earlier token).
+            hold.token = read_token(st.open()) if hold.shared else next_token(st.open())
         return hold.token
 
     def holder(self) -> LockInfo | None:

@@ -153,6 +153,27 @@ def make_record(token: int, shared: bool) -> dict[str, Any]:
     }
 
 
+_prefixes: dict[int, tuple[int, bytes]] = {}
+
+
+def record_prefix() -> bytes:
+    """The calling thread's holder record up to ``"at":`` (cached per thread and process).
+
+    Callers append the acquisition time and a closing brace and newline.
+    """
+    ident = threading.get_ident()
+    cached = _prefixes.get(ident)
+    pid = os.getpid()
+    if cached is None or cached[0] != pid:
+        record = make_record(0, False)
+        del record["at"], record["token"], record["shared"]
+        body = json.dumps(record, separators=(",", ":")).encode()
+        cached = _prefixes[ident] = (pid, body[:-1] + b',"shared":false,"at":')
+        if len(_prefixes) > 4096:  # threads come and go: forget the oldest
+            _prefixes.pop(next(iter(_prefixes)))
+    return cached[1]
+
+
 def record_info(record: dict[str, Any]) -> LockInfo:
     """Build a :class:`LockInfo` from a parsed record (tolerating missing fields)."""
     pid = record.get("pid")

@@ -9,8 +9,8 @@ written through the held descriptor. Descriptors are ``O_CLOEXEC`` and are close
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
-import json
 import os
 import threading
 import time
@@ -19,14 +19,7 @@ from collections.abc import Callable
 
 from lockkit import _fork
 from lockkit._backoff import Backoff
-from lockkit._holder import (
-    LockInfo,
-    lock_file_error,
-    make_record,
-    open_lock_file,
-    parse_json_line,
-    record_info,
-)
+from lockkit._holder import LockInfo, lock_file_error, open_lock_file, parse_json_line, record_info, record_prefix
 from lockkit._mutex import Mutex
 from lockkit._waitqueue import monotonic
 
@@ -61,12 +54,12 @@ class PathState:
             os.close(fd)  # closing never unlocks another descriptor of the same file
 
     def replaced(self) -> bool:
-        """Whether the path no longer names the file our descriptor has open."""
-        try:
-            st = os.stat(self.path, follow_symlinks=False)
-        except FileNotFoundError:
-            return True
-        return (st.st_dev, st.st_ino) != (self.dev, self.ino)
+        """Whether our file was deleted or replaced (its link count dropped to zero).
+
+        ``fstat`` on the held descriptor, no path lookup: tmp cleaners and operators
+        do delete old lock files, and a lock on an orphaned inode excludes nobody.
+        """
+        return os.fstat(self.fd).st_nlink == 0
 
 
 _states: OrderedDict[str, PathState] = OrderedDict()
@@ -75,6 +68,9 @@ _states_mu = threading.Lock()
 
 def state_for(key: str, path: str, busy: Callable[[str], bool]) -> PathState:
     """The process-wide state of ``key`` (LRU-bounded: idle descriptors get closed)."""
+    st = _states.get(key)
+    if st is not None:  # callers hold the in-process lock for key, so it cannot be evicted now
+        return st
     with _states_mu:
         st = _states.get(key)
         if st is None:
@@ -87,8 +83,6 @@ def state_for(key: str, path: str, busy: Callable[[str], bool]) -> PathState:
                     if other is not st and not busy(other_key) and other.shared == 0:
                         other.close()
                         del _states[other_key]
-        else:
-            _states.move_to_end(key)
         return st
 
 
@@ -109,7 +103,18 @@ _hook = _ForkHook()
 _fork.register(_hook)
 
 
-def _flock_nb(fd: int, op: int) -> bool:
+LOCK_EX = fcntl.LOCK_EX
+
+
+def kernel_unlock_if_replaced(st: PathState) -> None:
+    """After a failed fast attempt: drop a lock taken on a deleted/replaced file."""
+    if st.replaced():
+        with contextlib.suppress(OSError):
+            fcntl.flock(st.fd, fcntl.LOCK_UN)
+        st.close()
+
+
+def flock_nb(fd: int, op: int) -> bool:
     try:
         fcntl.flock(fd, op | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -118,7 +123,7 @@ def _flock_nb(fd: int, op: int) -> bool:
 
 
 def kernel_lock(
-    st: PathState, shared: bool, deadline: float | None, make_backoff: Callable[[], Backoff]
+    st: PathState, shared: bool, deadline: float | None, make_backoff: Callable[[], Backoff], *, tried: bool = False
 ) -> bool | None:
     """Take the kernel lock on ``st``'s descriptor.
 
@@ -135,7 +140,8 @@ def kernel_lock(
     while True:
         fd = st.open()
         try:
-            if not _flock_nb(fd, op):
+            if tried or not flock_nb(fd, op):  # tried: the caller's own attempt just failed
+                tried = False
                 waited = True
                 if deadline is None:
                     fcntl.flock(fd, op)
@@ -146,7 +152,7 @@ def kernel_lock(
                         if left <= 0:
                             return False
                         backoff_sleep(backoff.next(left))
-                        if _flock_nb(fd, op):
+                        if flock_nb(fd, op):
                             break
         except OSError as exc:
             raise lock_file_error(st.path, exc) from exc
@@ -165,30 +171,39 @@ def kernel_unlock(st: PathState) -> None:
     fcntl.flock(st.fd, fcntl.LOCK_UN)
 
 
-def read_token(fd: int) -> tuple[int, bytes]:
-    """The fencing counter and the rest of the lock file's first block."""
-    data = os.pread(fd, RECORD_MAX, 0)
-    head = data[: HEADER - 1]
-    token = int(head) if head.isdigit() else 0
-    return token, data[HEADER:]
+def read_token(fd: int) -> int:
+    """The lock file's fencing counter (0 if none was handed out yet)."""
+    head = os.pread(fd, HEADER - 1, 0)
+    return int(head) if head.isdigit() else 0
 
 
-def publish_exclusive(fd: int) -> int:
-    """Bump the fencing counter and write the holder record (under the exclusive lock)."""
-    token = read_token(fd)[0] + 1
-    record = json.dumps(make_record(token, False), separators=(",", ":")).encode()
-    os.pwrite(fd, b"%020d\n%s\n" % (token, record[: RECORD_MAX - HEADER - 1]), 0)
+def next_token(fd: int) -> int:
+    """Hand out the next fencing token (call under the exclusive lock)."""
+    token = read_token(fd) + 1
+    os.pwrite(fd, b"%020d\n" % token, 0)
     return token
+
+
+def publish_exclusive(fd: int) -> None:
+    """Write the holder record after the counter (under the exclusive lock).
+
+    The counter itself is bumped only when a token is asked for (:func:`next_token`).
+    """
+    os.pwrite(fd, b"%s%.3f}\n" % (record_prefix(), time.time()), HEADER)
 
 
 def read_holder(path: str) -> tuple[int, LockInfo | None]:
     """The fencing counter and the last exclusive holder record of a lock file."""
     fd = open_lock_file(path, os.O_RDONLY)
     try:
-        token, rest = read_token(fd)
+        data = os.pread(fd, RECORD_MAX, 0)
     finally:
         os.close(fd)
-    record = parse_json_line(rest)
+    head = data[: HEADER - 1]
+    token = int(head) if head.isdigit() else 0
+    record = parse_json_line(data[HEADER:])
+    if record is not None:
+        record["token"] = token
     return token, None if record is None else record_info(record)
 
 
@@ -222,10 +237,10 @@ def kernel_mode(path: str) -> str | None:
 def _probe_mode(path: str) -> str | None:  # pragma: no cover - non-Linux fallback
     fd = open_lock_file(path, os.O_RDONLY)
     try:
-        if not _flock_nb(fd, fcntl.LOCK_SH):
+        if not flock_nb(fd, fcntl.LOCK_SH):
             return "exclusive"
         fcntl.flock(fd, fcntl.LOCK_UN)
-        if not _flock_nb(fd, fcntl.LOCK_EX):
+        if not flock_nb(fd, fcntl.LOCK_EX):
             return "shared"
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None

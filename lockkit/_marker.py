@@ -13,7 +13,6 @@ Release unlinks the marker only if the name still points at the holder's own ino
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import threading
@@ -25,10 +24,10 @@ from lockkit._holder import (
     LockInfo,
     dead_reason,
     lock_file_error,
-    make_record,
     open_lock_file,
     parse_json_line,
     record_info,
+    record_prefix,
 )
 from lockkit._waitqueue import monotonic
 
@@ -93,6 +92,7 @@ class _Heartbeat:
         self._holds: dict[int, MarkerHold] = {}
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._interval = 60.0
 
     def add(self, hold: MarkerHold) -> None:
         with self._mu:
@@ -100,7 +100,10 @@ class _Heartbeat:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="lockkit-heartbeat", daemon=True)
                 self._thread.start()
-        self._wake.set()
+            elif hold.stale_after / 3 < self._interval:
+                self._wake.set()  # a shorter period than the thread sleeps for: wake it now
+            else:
+                return
 
     def remove(self, hold: MarkerHold) -> None:
         with self._mu:
@@ -111,6 +114,7 @@ class _Heartbeat:
             with self._mu:
                 holds = list(self._holds.values())
             interval = min((h.stale_after / 3 for h in holds), default=60.0)
+            self._interval = interval
             for hold in holds:
                 with contextlib.suppress(OSError):  # released meanwhile
                     os.utime(hold.fd)  # touches our own inode, even if the name was taken away
@@ -122,13 +126,14 @@ class _Heartbeat:
         self._holds = {}  # the child holds none of its parent's markers
         self._wake = threading.Event()
         self._thread = None
+        self._interval = 60.0
 
 
 heartbeat = _Heartbeat()
 _fork.register(heartbeat)
 
 
-def _fence_bump(path: str) -> int:
+def fence_bump(path: str) -> int:
     fd = open_lock_file(path + ".fence", os.O_RDWR | os.O_CREAT)
     try:
         head = os.pread(fd, 20, 0)
@@ -154,7 +159,7 @@ def try_link(path: str, stale_after: float) -> MarkerHold | None:
     tmp = f"{path}.{secrets.token_hex(8)}.tmp"
     fd = open_lock_file(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        os.write(fd, json.dumps(make_record(0, False), separators=(",", ":")).encode() + b"\n")
+        os.write(fd, b"%s%.3f}\n" % (record_prefix(), time.time()))
         try:
             os.link(tmp, path, follow_symlinks=False)
         except FileExistsError:
@@ -219,11 +224,7 @@ def marker_lock(
         hold = try_link(path, stale_after)
         if hold is not None:
             heartbeat.add(hold)
-            try:
-                return hold, _fence_bump(path)
-            except BaseException:
-                marker_unlock(hold)
-                raise
+            return hold, 0  # the fencing token is handed out when first read (fence_bump)
         seen = read_marker(path)
         if seen is None:
             continue  # released meanwhile: try again at once
