@@ -8,16 +8,19 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import TypeVar
 
+from lockkit._atomic import AtomicWriter, atomic_write, sweep_temp_files
 from lockkit._backoff import Backoff
 from lockkit._breaker import BreakerStatistics, CircuitBreaker, CircuitState
 from lockkit._budget import BudgetStatistics, RetryBudget
 from lockkit._classify import ErrorClass, classify, parse_retry_after, register_rule
+from lockkit._document import JsonDocument, JsonSerializer, Serializer, orjson_serializer
 from lockkit._filelock import FileLock
 from lockkit._filemutex import FileMutex, FileMutexMetrics, normalize_path
 from lockkit._holder import LockInfo
 from lockkit._http import fetch_with_retry
 from lockkit._manager import KeyLock, LockHandle, LockManager
 from lockkit._mutex import Mutex
+from lockkit._repository import BaseFileRepository, JsonRepository
 from lockkit._retry import Attempt, RetryDetails, RetryPolicy, retry, retry_testing
 from lockkit._rwlock import RWLock
 from lockkit._service import FileLockHandle, FileLockService, LockResult
@@ -26,6 +29,8 @@ from lockkit._version import __version__
 from lockkit.exceptions import (
     AbortError,
     CircuitOpenError,
+    ConflictError,
+    CorruptDataError,
     DeadlockError,
     LockFileError,
     LockkitError,
@@ -33,6 +38,8 @@ from lockkit.exceptions import (
     LockTimeoutError,
     NotOwnerError,
     RetryAfterTooLongError,
+    StaleWriterError,
+    StorageError,
 )
 
 R = TypeVar("R")
@@ -56,13 +63,17 @@ def with_lock(key: Hashable, fn: Callable[[], R], *, timeout: float | None = Non
 
 __all__ = [
     "AbortError",
+    "AtomicWriter",
     "Attempt",
     "Backoff",
+    "BaseFileRepository",
     "BreakerStatistics",
     "BudgetStatistics",
     "CircuitBreaker",
     "CircuitOpenError",
     "CircuitState",
+    "ConflictError",
+    "CorruptDataError",
     "DeadlockError",
     "ErrorClass",
     "FileLock",
@@ -70,6 +81,9 @@ __all__ = [
     "FileLockService",
     "FileMutex",
     "FileMutexMetrics",
+    "JsonDocument",
+    "JsonRepository",
+    "JsonSerializer",
     "KeyLock",
     "LockFileError",
     "LockHandle",
@@ -87,14 +101,20 @@ __all__ = [
     "RetryBudget",
     "RetryDetails",
     "RetryPolicy",
+    "Serializer",
+    "StaleWriterError",
+    "StorageError",
     "__version__",
+    "atomic_write",
     "classify",
     "fetch_with_retry",
     "lock_manager",
     "normalize_path",
+    "orjson_serializer",
     "parse_retry_after",
     "register_rule",
     "retry",
     "retry_testing",
+    "sweep_temp_files",
     "with_lock",
 ]

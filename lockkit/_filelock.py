@@ -26,7 +26,13 @@ from lockkit._kernel import (
     state_for,
 )
 from lockkit._manager import LockHandle, LockManager
-from lockkit._marker import MarkerHold, fence_bump, marker_holder, marker_lock, marker_unlock
+from lockkit._marker import (
+    MarkerHold,
+    fence_bump,
+    marker_holder,
+    marker_lock,
+    marker_unlock,
+)
 from lockkit._stats import Counters, LockStatistics
 from lockkit._waitqueue import check_timeout, monotonic
 from lockkit.exceptions import DeadlockError, LockTimeoutError, NotOwnerError

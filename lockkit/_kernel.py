@@ -19,7 +19,14 @@ from collections.abc import Callable
 
 from lockkit import _fork
 from lockkit._backoff import Backoff
-from lockkit._holder import LockInfo, lock_file_error, open_lock_file, parse_json_line, record_info, record_prefix
+from lockkit._holder import (
+    LockInfo,
+    lock_file_error,
+    open_lock_file,
+    parse_json_line,
+    record_info,
+    record_prefix,
+)
 from lockkit._mutex import Mutex
 from lockkit._waitqueue import monotonic
 

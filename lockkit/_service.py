@@ -13,7 +13,12 @@ from typing import Any, Literal, TypeVar
 from lockkit._filelock import FileLock, Strategy, lock_key
 from lockkit._holder import LockInfo
 from lockkit._waitqueue import check_timeout, monotonic
-from lockkit.exceptions import DeadlockError, LockkitError, LockTimeoutError, NotOwnerError
+from lockkit.exceptions import (
+    DeadlockError,
+    LockkitError,
+    LockTimeoutError,
+    NotOwnerError,
+)
 
 R = TypeVar("R")
 Reason = Literal["timeout", "locked", "error"]

@@ -13,6 +13,8 @@ from typing import Any
 __all__ = [
     "AbortError",
     "CircuitOpenError",
+    "ConflictError",
+    "CorruptDataError",
     "DeadlockError",
     "LockFileError",
     "LockLostError",
@@ -20,6 +22,8 @@ __all__ = [
     "LockkitError",
     "NotOwnerError",
     "RetryAfterTooLongError",
+    "StaleWriterError",
+    "StorageError",
 ]
 
 
@@ -120,3 +124,57 @@ class LockFileError(LockkitError, OSError):
 
 class LockLostError(LockkitError):
     """A held lock was lost (lease expired, marker broken, server restarted)."""
+
+
+class StorageError(LockkitError, OSError):
+    """A data file cannot be read or written (permissions, missing directory, full disk...).
+
+    Attributes:
+        path: The file concerned.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class CorruptDataError(LockkitError, ValueError):
+    """A data file's content is not what it must be (not JSON, truncated, wrong type).
+
+    The file is left untouched: lockkit never overwrites data it could not read.
+
+    Attributes:
+        path: The corrupt file.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class ConflictError(LockkitError):
+    """An optimistic write found another version than the one it expected.
+
+    Attributes:
+        expected: The version the writer expected.
+        actual: The version found.
+    """
+
+    def __init__(self, message: str, *, expected: int | None = None, actual: int | None = None) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class StaleWriterError(LockkitError):
+    """A write carried a fencing token older than one the storage already accepted.
+
+    Attributes:
+        token: The writer's token.
+        latest: The highest token accepted so far.
+    """
+
+    def __init__(self, message: str, *, token: int | None = None, latest: int | None = None) -> None:
+        super().__init__(message)
+        self.token = token
+        self.latest = latest

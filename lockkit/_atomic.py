@@ -1,0 +1,227 @@
+"""Durable atomic writes: the whole new file or the whole old one, never a torn one."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from typing import IO, Any, Literal, overload
+
+from lockkit.exceptions import StorageError
+
+#: Temp files of atomic_write: ``<name>.tmp.<12 hex digits>``.
+TEMP_PATTERN = re.compile(r"\.tmp\.[0-9a-f]{12}$")
+#: Leftovers of the marker strategy: ``<name>.<16 hex>.tmp`` and ``<name>.broken.<16 hex>``.
+MARKER_LEFTOVER = re.compile(r"(\.[0-9a-f]{16}\.tmp|\.broken\.[0-9a-f]{16})$")
+
+
+def storage_error(path: str, exc: OSError, action: str) -> StorageError:
+    """A :class:`StorageError` naming ``path`` and why ``action`` failed."""
+    reasons = {
+        errno.ENOENT: "the directory does not exist",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EROFS: "the file system is read-only",
+        errno.ENOSPC: "no space left on the device",
+        errno.EISDIR: "it is a directory",
+        errno.ELOOP: "too many levels of symbolic links",
+    }
+    why = reasons.get(exc.errno or 0, exc.strerror or type(exc).__name__)
+    return StorageError(f"cannot {action} {path!r}: {why}", path=path)
+
+
+def resolve_target(path: str) -> str:
+    """The file a write to ``path`` must replace: symlinks are followed to their target."""
+    if os.path.islink(path):
+        return os.path.realpath(path)
+    return path
+
+
+def fsync_directory(directory: str) -> None:
+    """Make a rename in ``directory`` durable."""
+    fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@overload
+def atomic_write(
+    path: str | os.PathLike[str],
+    mode: Literal["w"] = "w",
+    *,
+    encoding: str = "utf-8",
+    fsync: bool = True,
+    preserve_mode: bool = True,
+) -> contextlib.AbstractContextManager[IO[str]]: ...
+
+
+@overload
+def atomic_write(
+    path: str | os.PathLike[str],
+    mode: Literal["wb"],
+    *,
+    encoding: str = "utf-8",
+    fsync: bool = True,
+    preserve_mode: bool = True,
+) -> contextlib.AbstractContextManager[IO[bytes]]: ...
+
+
+def atomic_write(
+    path: str | os.PathLike[str],
+    mode: Literal["w", "wb"] = "w",
+    *,
+    encoding: str = "utf-8",
+    fsync: bool = True,
+    preserve_mode: bool = True,
+) -> contextlib.AbstractContextManager[IO[Any]]:
+    """Write a file atomically and durably: readers see the old or the new content, whole.
+
+    The recipe: a temp file ``<path>.tmp.<random>`` in the same directory
+    (``O_CREAT|O_EXCL|O_NOFOLLOW``), write, flush, ``fsync``, ``os.replace`` over the
+    target, ``fsync`` of the directory. The target keeps its mode (and owner where
+    permitted); a new file gets ``0o666 & ~umask``. Any exception inside the block or
+    while publishing removes the temp file and leaves the target untouched.
+
+    A symlink at ``path`` is written through: its target file is replaced and the link
+    stays a link.
+
+    This does not lock: concurrent writers each publish a whole file and the last one
+    wins. Use :class:`~lockkit.JsonDocument` (or a :class:`~lockkit.FileLock`) for
+    read-modify-write.
+
+    Args:
+        path: The file to write.
+        mode: ``"w"`` (text) or ``"wb"`` (bytes).
+        encoding: Text encoding for ``"w"``.
+        fsync: Flush to stable storage (file and directory). ``False`` keeps atomicity
+            but not durability across a power loss.
+        preserve_mode: Keep the existing file's permission bits and owner.
+
+    Raises:
+        StorageError: The directory is missing, read-only or not writable.
+        ValueError: ``mode`` is not ``"w"`` or ``"wb"``.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError("mode must be 'w' or 'wb'")
+    return _atomic_write(os.fspath(path), mode, encoding, fsync, preserve_mode)
+
+
+@contextlib.contextmanager
+def _atomic_write(path: str, mode: str, encoding: str, fsync: bool, preserve_mode: bool) -> Iterator[IO[Any]]:
+    target = resolve_target(path)
+    directory = os.path.dirname(target)
+    existing: os.stat_result | None = None
+    if preserve_mode:
+        with contextlib.suppress(FileNotFoundError):
+            existing = os.stat(target)
+    tmp = f"{target}.tmp.{secrets.token_hex(6)}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        raise storage_error(target, exc, "write") from exc
+    try:
+        if existing is not None:
+            os.fchmod(fd, existing.st_mode & 0o7777)
+            with contextlib.suppress(PermissionError):
+                if (existing.st_uid, existing.st_gid) != (os.geteuid(), os.getegid()):
+                    os.fchown(fd, existing.st_uid, existing.st_gid)
+        f = os.fdopen(fd, mode, encoding=None if "b" in mode else encoding)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    try:
+        with f:
+            yield f
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if fsync:
+        fsync_directory(directory)
+
+
+class AtomicWriter:
+    """The seed's writer API over :func:`atomic_write`.
+
+    Args:
+        fsync: Durable writes (see :func:`atomic_write`).
+    """
+
+    def __init__(self, fsync: bool = True) -> None:
+        self.fsync = fsync
+
+    def write(self, path: str | os.PathLike[str], content: str | bytes) -> None:
+        """Replace ``path`` with ``content`` (text is UTF-8 encoded), atomically."""
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        if not isinstance(data, bytes):
+            raise TypeError(f"content must be str or bytes, not {type(content).__name__}")
+        with atomic_write(path, "wb", fsync=self.fsync) as f:
+            f.write(data)
+
+    def write_json(self, path: str | os.PathLike[str], data: Any, *, indent: int | None = 2) -> None:
+        """Serialise ``data`` as JSON (before touching the file) and write it atomically."""
+        text = json.dumps(data, indent=indent, ensure_ascii=False) + "\n"
+        self.write(path, text)
+
+
+def _open_paths() -> set[str] | None:
+    """Paths any process we can inspect has open (``None`` without ``/proc``)."""
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return None
+    found: set[str] = set()
+    for pid in pids:
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                found.add(os.readlink(f"{fd_dir}/{fd}"))
+    return found
+
+
+def sweep_temp_files(directory: str | os.PathLike[str], older_than: float = 3600.0) -> list[str]:
+    """Remove leftovers of crashed writers in ``directory`` and return their paths.
+
+    Removes ``atomic_write`` temp files and marker-strategy leftovers that are older
+    than ``older_than`` seconds and that no process has open (checked in ``/proc``
+    where available). Data files and lock files are never touched.
+    """
+    base = os.fspath(directory)
+    now = time.time()
+    candidates = []
+    for entry in os.scandir(base):
+        if not (TEMP_PATTERN.search(entry.name) or MARKER_LEFTOVER.search(entry.name)):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if entry.is_file(follow_symlinks=False) and now - st.st_mtime >= older_than:
+            candidates.append(entry.path)
+    if not candidates:
+        return []
+    busy = _open_paths() or set()
+    removed = []
+    for path in candidates:
+        if os.path.abspath(path) in busy:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            removed.append(path)
+    return removed

@@ -1,0 +1,293 @@
+"""JsonDocument and JsonRepository: versions, fencing, corruption, bad input, processes."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import lockkit
+from lockkit._atomic import TEMP_PATTERN
+
+pytestmark = pytest.mark.timeout(180)
+ctx = multiprocessing.get_context("fork")
+
+
+def test_read_write_modify_delete(tmp_path: Path) -> None:
+    doc = lockkit.JsonDocument(tmp_path / "d.json")
+    assert doc.read() is None and doc.read("dflt") == "dflt" and doc.version() == 0
+    assert doc.write({"a": 1}) == 1
+    assert doc.modify(lambda v: {**v, "b": 2}) == {"a": 1, "b": 2}
+    assert doc.read_versioned() == ({"a": 1, "b": 2}, 2)
+    assert doc.delete() is True and doc.delete() is False
+    assert os.path.exists(str(tmp_path / "d.json") + ".lock")  # the sidecar is never deleted
+
+
+def test_plain_files_are_read_and_can_be_kept_plain(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_text('{"seed": true}')
+    assert lockkit.JsonDocument(path).read_versioned() == ({"seed": True}, 0)
+    plain = lockkit.JsonDocument(path, plain=True)
+    plain.modify(lambda v: {**v, "n": 1})
+    assert json.loads(path.read_text()) == {"seed": True, "n": 1}
+
+
+def test_modify_that_raises_writes_nothing(tmp_path: Path) -> None:
+    doc = lockkit.JsonDocument(tmp_path / "d.json")
+    doc.write([1])
+    before = (tmp_path / "d.json").read_bytes()
+
+    def boom(_: Any) -> Any:
+        raise KeyError("no")
+
+    with pytest.raises(KeyError):
+        doc.modify(boom)
+    assert (tmp_path / "d.json").read_bytes() == before
+
+
+def test_unserialisable_value_fails_before_writing(tmp_path: Path) -> None:
+    doc = lockkit.JsonDocument(tmp_path / "d.json")
+    doc.write({"ok": 1})
+    before = (tmp_path / "d.json").read_bytes()
+    for bad in ({"x": object()}, float("nan"), {1j: 2}):
+        with pytest.raises(TypeError, match="cannot be stored as JSON"):
+            doc.write(bad)
+        with pytest.raises(TypeError):
+            doc.modify(lambda _v, bad=bad: bad)
+    assert (tmp_path / "d.json").read_bytes() == before
+    assert [n for n in os.listdir(tmp_path) if TEMP_PATTERN.search(n)] == []
+
+
+def test_optimistic_versions(tmp_path: Path) -> None:
+    doc = lockkit.JsonDocument(tmp_path / "v.json")
+    assert doc.write("a", expected_version=0) == 1
+    with pytest.raises(lockkit.ConflictError) as info:
+        doc.write("b", expected_version=0)
+    assert info.value.expected == 0 and info.value.actual == 1
+    assert doc.write("b", expected_version=1) == 2 and doc.read() == "b"
+
+
+def test_fencing_rejects_older_writer(tmp_path: Path) -> None:
+    repo = lockkit.JsonRepository(tmp_path / "r")
+    repo.put("k", 1, fencing_token=5)
+    repo.put("k", 2, fencing_token=5)  # equal is the same holder writing again
+    with pytest.raises(lockkit.StaleWriterError) as info:
+        repo.modify("k", lambda v: v + 100, fencing_token=4)
+    assert info.value.token == 4 and info.value.latest == 5
+    assert repo.get("k") == 2
+    repo.put("k", 3, fencing_token=9)
+    with pytest.raises(lockkit.StaleWriterError):
+        repo.put("k", 0, fencing_token=5)
+
+
+def test_fencing_with_filelock_tokens(tmp_path: Path) -> None:
+    doc = lockkit.JsonDocument(tmp_path / "f.json")
+    lock = lockkit.FileLock(tmp_path / "leader.lock")
+    with lock:
+        old = lock.fencing_token
+    with lock:
+        new = lock.fencing_token
+    doc.write("from the new holder", fencing_token=new)
+    with pytest.raises(lockkit.StaleWriterError):
+        doc.write("from a paused old holder", fencing_token=old)
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"", "empty"),
+        (b'{"lockkit":1,"version":"x","data":1}', "damaged"),
+        (b"[1,2", "not valid JSON"),
+    ],
+)
+def test_corrupt_files_raise_and_are_never_overwritten(tmp_path: Path, content: bytes, why: str) -> None:
+    path = tmp_path / "c.json"
+    path.write_bytes(content)
+    doc = lockkit.JsonDocument(path)
+    for op in (doc.read, lambda: doc.modify(lambda v: 1), lambda: doc.write(2)):
+        with pytest.raises(lockkit.CorruptDataError, match=why) as info:
+            op()
+        assert info.value.path == str(path)
+    assert path.read_bytes() == content
+
+
+def test_wrong_type_is_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "t.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(lockkit.CorruptDataError, match="list, not dict"):
+        lockkit.JsonDocument(path, validate=dict).read()
+
+
+@pytest.mark.parametrize(
+    "key", ["..", ".", "../etc/passwd", "a/b", "a\\b", "", "x\0y", ".hidden", "tab\there", "k" * 201]
+)
+def test_bad_keys_are_refused(tmp_path: Path, key: str) -> None:
+    repo = lockkit.JsonRepository(tmp_path / "r")
+    with pytest.raises(ValueError, match="record key"):
+        repo.put(key, 1)
+    assert os.listdir(tmp_path / "r") == []
+
+
+def test_non_string_key(tmp_path: Path) -> None:
+    with pytest.raises(TypeError):
+        lockkit.JsonRepository(tmp_path / "r").get(3)  # type: ignore[arg-type]
+
+
+def test_unwritable_directory_is_a_storage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = lockkit.JsonDocument(tmp_path / "ro.json")
+    doc.write("kept")
+    real_open = os.open
+
+    def read_only(path: Any, flags: int, mode: int = 0o777, **kw: Any) -> int:
+        if TEMP_PATTERN.search(str(path)):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, mode, **kw)
+
+    monkeypatch.setattr(os, "open", read_only)  # root ignores chmod: inject EACCES
+    with pytest.raises(lockkit.StorageError, match="permission denied"):
+        doc.write("lost?")
+    monkeypatch.undo()
+    assert doc.read() == "kept"
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(lockkit.LockFileError, match="directory does not exist"):
+        lockkit.JsonDocument(tmp_path / "nope" / "x.json").write(1)
+
+
+def test_repository_keys_and_modify_many(tmp_path: Path) -> None:
+    repo = lockkit.JsonRepository(tmp_path / "r")
+    for k in ("b", "a", "c"):
+        repo.put(k, {"n": 0})
+    assert repo.keys() == ["a", "b", "c"] and "a" in repo and "z" not in repo
+    out = repo.modify_many(["c", "a", "z"], lambda cur: {k: ({"n": 1} if v else {"n": -1}) for k, v in cur.items()})
+    assert out == {"c": {"n": 1}, "a": {"n": 1}, "z": {"n": -1}}
+    with pytest.raises(KeyError, match="did not lock"):
+        repo.modify_many(["a"], lambda cur: {"b": 1})
+    assert repo.get("b") == {"n": 0}
+    assert repo.delete("a") and repo.keys() == ["b", "c", "z"]
+
+
+def test_modify_many_is_deadlock_free(tmp_path: Path) -> None:
+    repo = lockkit.JsonRepository(tmp_path / "r", fsync=False)
+
+    def move(keys: list[str]) -> None:
+        for _ in range(40):
+            repo.modify_many(keys, lambda cur: {k: (v or 0) + 1 for k, v in cur.items()})
+
+    threads = [
+        threading.Thread(target=move, args=(ks,)) for ks in (["a", "b", "c"], ["c", "b", "a"], ["b", "c"], ["c", "a"])
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert [repo.get(k) for k in "abc"] == [120, 120, 160]
+
+
+def test_base_file_repository(tmp_path: Path) -> None:
+    class Settings(lockkit.BaseFileRepository):
+        def bump(self) -> int:
+            return int(self.modify_with_lock("settings.json", lambda v: {"n": (v or {"n": 0})["n"] + 1})["n"])
+
+    s = Settings(tmp_path)
+    assert s.bump() == 1 and s.bump() == 2
+    assert s.read_with_lock("settings.json") == {"n": 2}
+    s.write_with_lock("sub.json", [1])
+    assert s.delete_with_lock("sub.json") and not s.delete_with_lock("sub.json")
+    with pytest.raises(ValueError, match="inside the base directory"):
+        s.read_with_lock("../escape.json")
+
+
+# -- processes -----------------------------------------------------------------------
+
+
+def _doc_worker(path: str, threads: int, cycles: int) -> None:
+    doc = lockkit.JsonDocument(path, fsync=False)
+
+    def work() -> None:
+        for _ in range(cycles):
+            doc.modify(lambda v: {"n": (v or {"n": 0})["n"] + 1})
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+
+
+def _repo_worker(directory: str, threads: int, cycles: int) -> None:
+    repo = lockkit.JsonRepository(directory, fsync=False)
+
+    def work(i: int) -> None:
+        for c in range(cycles):
+            repo.modify(f"k{(i + c) % 10}", lambda v: (v or 0) + 1)
+
+    pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+
+
+def _run(target: Any, args: tuple[Any, ...], n: int = 4) -> None:
+    procs = [ctx.Process(target=target, args=args) for _ in range(n)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(150)
+        assert p.exitcode == 0
+
+
+def test_no_lost_updates_document_4x4x250(tmp_path: Path) -> None:
+    path = str(tmp_path / "counter.json")
+    _run(_doc_worker, (path, 4, 250))
+    assert lockkit.JsonDocument(path).read() == {"n": 4000}
+
+
+def test_no_lost_updates_repository_10_keys(tmp_path: Path) -> None:
+    directory = str(tmp_path / "repo")
+    _run(_repo_worker, (directory, 4, 250))
+    repo = lockkit.JsonRepository(directory)
+    keys = repo.keys()
+    assert sum(repo.get(k) for k in keys) == 4000
+    assert repo.keys() == [f"k{i}" for i in range(10)]
+
+
+BIG = 1 << 20
+
+
+def _rewriter(path: str) -> None:
+    doc = lockkit.JsonDocument(path)  # real fsync
+    i = 0
+    while True:
+        i += 1
+        doc.write({"gen": i, "pad": str(i % 10) * BIG})
+
+
+def test_crash_safety_200_sigkills(tmp_path: Path) -> None:
+    path = str(tmp_path / "big.json")
+    lockkit.JsonDocument(path).write({"gen": 0, "pad": "0" * BIG})
+    rng = random.Random(1234)
+    seen = set()
+    for _ in range(200):
+        child = ctx.Process(target=_rewriter, args=(path,))
+        child.start()
+        time.sleep(rng.uniform(0, 0.03))  # a random moment of the rewrite, not a synchronisation
+        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        child.join(10)
+        value = lockkit.JsonDocument(path).read()  # always parses: old or new, never torn
+        assert len(value["pad"]) == BIG and set(value["pad"]) == {str(value["gen"] % 10)}
+        seen.add(value["gen"])
+    assert len(seen) > 1  # the children did get writes through
+    lockkit.sweep_temp_files(tmp_path, older_than=0)
+    assert [n for n in os.listdir(tmp_path) if TEMP_PATTERN.search(n)] == []
