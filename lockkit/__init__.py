@@ -13,7 +13,13 @@ from lockkit._backoff import Backoff
 from lockkit._breaker import BreakerStatistics, CircuitBreaker, CircuitState
 from lockkit._budget import BudgetStatistics, RetryBudget
 from lockkit._classify import ErrorClass, classify, parse_retry_after, register_rule
-from lockkit._document import JsonDocument, JsonSerializer, Serializer, orjson_serializer
+from lockkit._crypto import EncryptionService
+from lockkit._document import (
+    JsonDocument,
+    JsonSerializer,
+    Serializer,
+    orjson_serializer,
+)
 from lockkit._filelock import FileLock
 from lockkit._filemutex import FileMutex, FileMutexMetrics, normalize_path
 from lockkit._holder import LockInfo
@@ -25,6 +31,15 @@ from lockkit._retry import Attempt, RetryDetails, RetryPolicy, retry, retry_test
 from lockkit._rwlock import RWLock
 from lockkit._service import FileLockHandle, FileLockService, LockResult
 from lockkit._stats import LockStatistics
+from lockkit._store import (
+    ClientStore,
+    PersistentStore,
+    RefreshTokenStore,
+    SessionStore,
+    StoreStatistics,
+    flush_all_stores,
+    flush_stores_on_signal,
+)
 from lockkit._version import __version__
 from lockkit.exceptions import (
     AbortError,
@@ -32,6 +47,7 @@ from lockkit.exceptions import (
     ConflictError,
     CorruptDataError,
     DeadlockError,
+    DecryptionError,
     LockFileError,
     LockkitError,
     LockLostError,
@@ -40,6 +56,7 @@ from lockkit.exceptions import (
     RetryAfterTooLongError,
     StaleWriterError,
     StorageError,
+    StoreClosedError,
 )
 
 R = TypeVar("R")
@@ -72,9 +89,12 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpenError",
     "CircuitState",
+    "ClientStore",
     "ConflictError",
     "CorruptDataError",
     "DeadlockError",
+    "DecryptionError",
+    "EncryptionService",
     "ErrorClass",
     "FileLock",
     "FileLockHandle",
@@ -96,18 +116,25 @@ __all__ = [
     "LockkitError",
     "Mutex",
     "NotOwnerError",
+    "PersistentStore",
     "RWLock",
+    "RefreshTokenStore",
     "RetryAfterTooLongError",
     "RetryBudget",
     "RetryDetails",
     "RetryPolicy",
     "Serializer",
+    "SessionStore",
     "StaleWriterError",
     "StorageError",
+    "StoreClosedError",
+    "StoreStatistics",
     "__version__",
     "atomic_write",
     "classify",
     "fetch_with_retry",
+    "flush_all_stores",
+    "flush_stores_on_signal",
     "lock_manager",
     "normalize_path",
     "orjson_serializer",

@@ -16,6 +16,7 @@ __all__ = [
     "ConflictError",
     "CorruptDataError",
     "DeadlockError",
+    "DecryptionError",
     "LockFileError",
     "LockLostError",
     "LockTimeoutError",
@@ -24,6 +25,7 @@ __all__ = [
     "RetryAfterTooLongError",
     "StaleWriterError",
     "StorageError",
+    "StoreClosedError",
 ]
 
 
@@ -178,3 +180,21 @@ class StaleWriterError(LockkitError):
         super().__init__(message)
         self.token = token
         self.latest = latest
+
+
+class DecryptionError(LockkitError):
+    """Encrypted data could not be decrypted: wrong key, tampered, truncated or moved.
+
+    The message names the file, never the key. Nothing is overwritten.
+
+    Attributes:
+        path: The file concerned (``None`` for in-memory data).
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class StoreClosedError(LockkitError):
+    """A change was made to a :class:`~lockkit.PersistentStore` after ``close()``."""

@@ -91,18 +91,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run every benchmark group and print the tables."""
     import argparse
 
-    from lockkit._bench import files, retry, storage, threads
+    from lockkit._bench import files, retry, storage, store, threads
 
-    parser = argparse.ArgumentParser(prog="lockkit bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes (a few seconds per group)")
-    parser.add_argument("--only", action="append", default=[], help="run only these groups (by name)")
-    args = parser.parse_args(argv)
     groups: dict[str, Callable[[bool], list[Table]]] = {
         "threads": threads.run,
         "files": files.run,
         "storage": storage.run,
+        "store": store.run,
         "retry": retry.run,
     }
+    parser = argparse.ArgumentParser(prog="lockkit bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a few seconds per group)")
+    parser.add_argument("--only", action="append", default=[], choices=sorted(groups), help="run only these groups")
+    args = parser.parse_args(argv)
     for name, run in groups.items():
         if args.only and name not in args.only:
             continue
