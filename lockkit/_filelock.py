@@ -41,6 +41,9 @@ Strategy = Literal["kernel", "marker"]
 
 #: The in-process layer of every FileLock: FIFO among the threads of this process.
 process_locks = LockManager("filelock")
+#: Slow-path counters over every FileLock of this process (waits on other threads or processes).
+_process_counters = Counters()
+_process_mu = allocate_lock()
 
 
 def lock_key(path: str) -> str:
@@ -269,6 +272,39 @@ class FileLock:
                 self._stats.contentions += 1
                 if waited is not None:
                     self._stats.waited(waited, granted, self._path)
+        if ok is not True:
+            with _process_mu:
+                _process_counters.contentions += 1
+                if waited is not None:
+                    _process_counters.waited(waited, granted, None)
+
+    @staticmethod
+    def process_statistics() -> LockStatistics:
+        """Counters over every FileLock of this process (all lock files together).
+
+        ``acquisitions``, ``waiting`` and ``peak_queue`` come from the in-process FIFO
+        layer; ``contentions``, ``timeouts`` and wait times include waits for other
+        processes (the kernel) as well as for other threads.
+        """
+        local = process_locks.statistics()
+        with _process_mu:
+            s = _process_counters
+            return LockStatistics(
+                name="filelocks",
+                acquisitions=local.acquisitions,
+                contentions=s.contentions + local.contentions,
+                timeouts=s.timeouts + local.timeouts,
+                wait_total=s.wait_total + local.wait_total,
+                wait_max=max(s.wait_max, local.wait_max),
+                hold_total=0.0,
+                hold_max=0.0,
+                held=local.held,
+                readers=local.readers,
+                owner=local.owner,
+                waiting=local.waiting,
+                queue_length=local.queue_length,
+                peak_queue=local.peak_queue,
+            )
 
     def _shared_kernel(self, st: PathState, deadline: float | None) -> bool | None:
         left = None if deadline is None else max(0.0, deadline - monotonic())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
@@ -31,6 +32,8 @@ def test_no_lost_updates(name: str) -> None:
 
 def test_unlocked_control_can_lose_updates() -> None:
     """The same loop without a lock is not safe (shows the test above could fail)."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, on every interpreter version
     box = {"n": 0}
     gate = threading.Barrier(8)
 
@@ -47,4 +50,5 @@ def test_unlocked_control_can_lose_updates() -> None:
         t.start()
     for t in threads:
         t.join()
+    sys.setswitchinterval(previous)
     assert box["n"] < 160_000

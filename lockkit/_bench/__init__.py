@@ -70,6 +70,8 @@ def _fmt(v: float | str) -> str:
         return v
     if math.isnan(v):
         return "-"
+    if float(v).is_integer():
+        return f"{int(v):,}"
     if abs(v) >= 1000:
         return f"{v:,.0f}"
     if abs(v) >= 10:

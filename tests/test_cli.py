@@ -1,0 +1,176 @@
+"""The lockkit command against real processes, real flock(1) and a real gunicorn."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import proc_helpers
+import pytest
+
+pytestmark = pytest.mark.timeout(120)
+LK = [sys.executable, "-m", "lockkit"]
+ctx = multiprocessing.get_context("fork")
+SLEEPER = "import time,sys; print('in', flush=True); time.sleep(60)"
+
+
+def holder(lock: Path, *extra: str) -> subprocess.Popen[str]:
+    p = subprocess.Popen(
+        [*LK, "run", *extra, str(lock), "--", sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE, text=True
+    )
+    assert p.stdout is not None and p.stdout.readline().strip() == "in"  # the command runs: the lock is held
+    return p
+
+
+def stop(p: subprocess.Popen[str]) -> None:
+    p.send_signal(signal.SIGTERM)
+    p.wait(20)
+
+
+def lk(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*LK, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_run_passes_the_exit_status_through(tmp_path: Path) -> None:
+    r = lk("run", str(tmp_path / "l"), "--", sys.executable, "-c", "import sys; sys.exit(7)")
+    assert r.returncode == 7
+    assert lk("run", str(tmp_path / "l"), "--", "/definitely/not/here").returncode == 127
+
+
+def test_run_excludes_and_reports_conflicts(tmp_path: Path) -> None:
+    lock = tmp_path / "job.lock"
+    p = holder(lock)
+    try:
+        r = lk("run", "-n", str(lock), "--", "true")
+        assert r.returncode == 1 and f"held by pid {p.pid}" in r.stderr
+        assert lk("run", "-n", "-E", "9", str(lock), "--", "true").returncode == 9
+        t0 = time.monotonic()
+        assert lk("run", "-w", "0.3", str(lock), "--", "true").returncode == 1
+        assert time.monotonic() - t0 >= 0.3
+    finally:
+        stop(p)
+    assert lk("run", "-n", str(lock), "--", "true").returncode == 0
+
+
+def test_shared_holders_coexist(tmp_path: Path) -> None:
+    lock = tmp_path / "s.lock"
+    p = holder(lock, "-s")
+    try:
+        assert lk("run", "-s", "-n", str(lock), "--", "true").returncode == 0
+        assert lk("run", "-x", "-n", str(lock), "--", "true").returncode == 1
+    finally:
+        stop(p)
+
+
+@pytest.mark.skipif(shutil.which("flock") is None, reason="flock(1) (util-linux) not installed")
+def test_interoperates_with_flock1(tmp_path: Path) -> None:
+    lock = tmp_path / "f.lock"
+    p = holder(lock)
+    try:
+        assert subprocess.run(["flock", "-n", str(lock), "true"]).returncode == 1
+    finally:
+        stop(p)
+    f = subprocess.Popen(["flock", str(lock), sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert f.stdout is not None and f.stdout.readline().strip() == "in"
+        assert lk("run", "-n", str(lock), "--", "true").returncode == 1
+    finally:
+        f.kill()
+        f.wait(10)
+
+
+def test_signals_are_forwarded_to_the_command(tmp_path: Path) -> None:
+    code = (
+        "import signal,sys,time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(42));"
+        "print('in', flush=True); time.sleep(60)"
+    )
+    p = subprocess.Popen(
+        [*LK, "run", str(tmp_path / "sig.lock"), "--", sys.executable, "-c", code], stdout=subprocess.PIPE, text=True
+    )
+    assert p.stdout is not None and p.stdout.readline().strip() == "in"
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(20) == 42
+
+
+def test_command_does_not_inherit_the_lock(tmp_path: Path) -> None:
+    lock = tmp_path / "inh.lock"
+    code = "import os; d='/proc/self/fd/';print(sorted(os.readlink(d+f) for f in os.listdir(d) if os.path.exists(d+f)))"
+    r = lk("run", str(lock), "--", sys.executable, "-c", code)
+    assert r.returncode == 0 and str(lock) not in r.stdout
+
+
+def test_usage_errors() -> None:
+    assert lk("run", "/tmp/x.lock").returncode == 2
+    assert lk("run", "-n", "-w", "1", "/tmp/x.lock", "--", "true").returncode == 2
+    assert lk("break", "/tmp/x.lock").returncode == 2  # --if-dead is required
+    assert lk("frobnicate").returncode == 2
+    assert lk("run", "/nonexistent-dir/x.lock", "--", "true").returncode == 69
+
+
+def test_status_of_kernel_locks(tmp_path: Path) -> None:
+    lock = tmp_path / "k.lock"
+    assert json.loads(lk("status", "--json", str(lock)).stdout)[0]["state"] == "free"
+    p = holder(lock)
+    try:
+        (row,) = json.loads(lk("status", "--json", str(lock)).stdout)
+        assert row["state"] == "held" and row["mode"] == "exclusive" and row["pid"] == p.pid
+        assert row["strategy"] == "kernel" and row["held_for"] >= 0
+        text = lk("status", str(lock)).stdout
+        assert f"held exclusive by pid {p.pid}" in text
+    finally:
+        stop(p)
+    assert "free" in lk("status", str(lock)).stdout
+
+
+def test_status_break_of_a_sigkilled_marker_holder(tmp_path: Path) -> None:
+    lock = str(tmp_path / "m.lock")
+    ready = ctx.Event()
+    child = ctx.Process(target=proc_helpers.hold_forever, args=(lock, "marker", ready))
+    child.start()
+    assert ready.wait(20)
+    (row,) = json.loads(lk("status", "--json", lock).stdout)
+    assert row["strategy"] == "marker" and row["pid"] == child.pid and row["stale"] is False
+    refused = lk("break", lock, "--if-dead")
+    assert refused.returncode == 75 and "may be alive" in refused.stderr
+    os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    child.join(10)
+    (row,) = json.loads(lk("status", "--json", lock).stdout)
+    assert row["stale"] is True and "dead" in row["stale_reason"]
+    done = lk("break", lock, "--if-dead")
+    assert done.returncode == 0 and "broken" in done.stdout and not os.path.exists(lock)
+    assert lk("break", lock, "--if-dead").returncode == 0  # nothing left to break
+
+
+def test_sweep(tmp_path: Path) -> None:
+    leftover = tmp_path / "data.json.tmp.0123456789ab"
+    leftover.write_text("x")
+    os.utime(leftover, (0, 0))
+    r = lk("sweep", str(tmp_path))
+    assert r.returncode == 0 and "removed" in r.stdout and not leftover.exists()
+    assert lk("sweep", str(tmp_path / "missing")).returncode == 66
+
+
+def test_bench_runs_one_quick_group() -> None:
+    r = lk("bench", "--quick", "--only", "retry", timeout=120)
+    assert r.returncode == 0 and "lockkit.retry" in r.stdout
+    assert "[PASS]" in r.stdout or "[MISS]" in r.stdout
+
+
+def test_demo_shows_the_unlocked_run_losing_updates() -> None:
+    r = lk("demo", "--requests", "300", timeout=110)
+    assert r.returncode == 0, r.stdout + r.stderr
+    header = next(line for line in r.stdout.splitlines() if line.startswith("implementation"))
+    assert header.split()[1:5] == ["requests", "errors", "lost", "updates"]
+    # after each row's name: requests, errors, lost updates, invariant held
+    off_values = r.stdout.split("locks off (plain read-modify-write)")[1].split()
+    on_values = r.stdout.split("locks on (lockkit)")[1].split()
+    assert int(off_values[2].replace(",", "")) > 0 and off_values[3] == "NO"
+    assert on_values[1] == "0" and on_values[2] == "0" and on_values[3] == "yes"
+    assert "invariant held, no update lost" in r.stdout
