@@ -56,3 +56,6 @@ def pytest_configure(config: pytest.Config) -> None:
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+
+
+pytest_plugins = ["pytester"]
