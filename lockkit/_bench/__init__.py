@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run every benchmark group and print the tables."""
     import argparse
 
-    from lockkit._bench import files, retry, storage, store, threads
+    from lockkit._bench import files, redis, retry, storage, store, threads
 
     groups: dict[str, Callable[[bool], list[Table]]] = {
         "threads": threads.run,
@@ -101,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "storage": storage.run,
         "store": store.run,
         "retry": retry.run,
+        "redis": redis.run,
     }
     parser = argparse.ArgumentParser(prog="lockkit bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a few seconds per group)")

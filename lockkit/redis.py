@@ -1,0 +1,654 @@
+"""Host scope: RedisLock, a lockkit lock on a Redis server (``pip install 'lockkit[redis]'``).
+
+Same contract as every lockkit lock, across hosts: FIFO tickets in Redis (a sorted set,
+each ticket with its own expiry so a crashed waiter does not block the queue), the head
+waiter woken by a blocking list pop (no polling storm, with a bounded fallback poll),
+a lease renewed by a background thread, loss detection, and fencing tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from threading import get_ident
+from types import TracebackType
+from typing import Any
+
+try:
+    import redis as _redis
+except ImportError as exc:  # pragma: no cover - exercised without the extra installed
+    raise ImportError("lockkit.redis needs redis-py: pip install 'lockkit[redis]'") from exc
+
+from lockkit import _fork, _log
+from lockkit._classify import ErrorClass
+from lockkit._holder import LockInfo, hostname, start_token
+from lockkit._retry import RetryPolicy
+from lockkit._rwlock import RWLock
+from lockkit._stats import Counters, LockStatistics
+from lockkit._waitqueue import check_timeout, monotonic
+from lockkit.exceptions import DeadlockError, LockLostError, LockTimeoutError, NotOwnerError
+
+__all__ = ["RedisLock", "RedisLockManager", "RedisLockStatistics"]
+
+#: A waiter refreshes its ticket at least this often (seconds) and wakes at least this often.
+POLL = 0.25
+#: A ticket not refreshed for this long (ms) belongs to a crashed waiter and is dropped.
+TICKET_TTL_MS = 3000
+
+# KEYS: 1 holder, 2 readers, 3 fence, 4 queue, 5 queue expiries, 6 sequence
+# ARGV: 1 token, 2 lease ms, 3 ticket ("" for none), 4 mode ("x"/"s"), 5 info json, 6 blocking ("1"/"0"),
+#       7 ticket time-to-live ms
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+-- drop tickets of crashed waiters and expired readers
+local members = redis.call('ZRANGE', KEYS[4], 0, -1)
+for _, m in ipairs(members) do
+  local exp = tonumber(redis.call('HGET', KEYS[5], m) or '0')
+  if exp < now then redis.call('ZREM', KEYS[4], m); redis.call('HDEL', KEYS[5], m) end
+end
+local readers = redis.call('HGETALL', KEYS[2])
+local live = 0
+for i = 1, #readers, 2 do
+  if tonumber(readers[i + 1]) < now then redis.call('HDEL', KEYS[2], readers[i]) else live = live + 1 end
+end
+local ticket = ARGV[3]
+local mode = ARGV[4]
+local free = redis.call('EXISTS', KEYS[1]) == 0 and (mode == 's' or live == 0)
+if free then
+  -- FIFO: nobody queued ahead of us (for a reader: no writer ahead of us)
+  local ahead
+  if ticket == '' then ahead = redis.call('ZRANGE', KEYS[4], 0, -1)
+  else ahead = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. redis.call('ZSCORE', KEYS[4], ticket)) end
+  for _, m in ipairs(ahead) do
+    if mode == 'x' or string.sub(m, -1) == 'x' then free = false; break end
+  end
+end
+if free then
+  if ticket ~= '' then redis.call('ZREM', KEYS[4], ticket); redis.call('HDEL', KEYS[5], ticket) end
+  local lease = tonumber(ARGV[2])
+  local fence = 0
+  if mode == 'x' then
+    fence = redis.call('INCR', KEYS[3])
+    if fence < now_us then  -- never below the server clock: survives a restart that lost the counter
+      redis.call('SET', KEYS[3], string.format('%.0f', now_us)); fence = now_us
+    end
+    -- holder key: "<token> <fence> <acquired ms> <info json>"; release/renew check the token
+    local value = ARGV[1] .. ' ' .. string.format('%.0f', fence) .. ' ' .. now .. ' ' .. ARGV[5]
+    redis.call('SET', KEYS[1], value, 'PX', lease)
+  else
+    redis.call('HSET', KEYS[2], ARGV[1], now + lease)
+    local cur = redis.call('PTTL', KEYS[2])
+    if cur < lease then redis.call('PEXPIRE', KEYS[2], lease) end
+    fence = tonumber(redis.call('GET', KEYS[3]) or '0')
+  end
+  return {1, fence}
+end
+if ARGV[6] ~= '1' then return {0, ''} end
+if ticket == '' then ticket = redis.call('INCR', KEYS[6]) .. ':' .. mode end
+if redis.call('ZSCORE', KEYS[4], ticket) == false then
+  redis.call('ZADD', KEYS[4], tonumber(string.match(ticket, '^(%d+)')), ticket)
+end
+redis.call('HSET', KEYS[5], ticket, now + tonumber(ARGV[7]))
+return {0, ticket}
+"""
+
+# KEYS: 1 holder, 2 readers, 3 queue, 4 queue expiries; ARGV: 1 token, 2 mode, 3 wake prefix
+_RELEASE = """
+local ok = 0
+if ARGV[2] == 'x' then
+  local v = redis.call('GET', KEYS[1])
+  if v and string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then redis.call('DEL', KEYS[1]); ok = 1 end
+else
+  ok = redis.call('HDEL', KEYS[2], ARGV[1])
+end
+-- wake the head of the queue (and the readers right behind a reading head)
+local members = redis.call('ZRANGE', KEYS[3], 0, -1)
+for _, m in ipairs(members) do
+  local key = ARGV[3] .. m
+  redis.call('RPUSH', key, '1'); redis.call('PEXPIRE', key, 10000)
+  if string.sub(m, -1) == 'x' then break end
+end
+return ok
+"""
+
+# KEYS: 1 holder, 2 readers; ARGV: 1 token, 2 mode, 3 lease ms
+_RENEW = """
+local lease = tonumber(ARGV[3])
+if ARGV[2] == 'x' then
+  local v = redis.call('GET', KEYS[1])
+  if not v or string.sub(v, 1, #ARGV[1] + 1) ~= ARGV[1] .. ' ' then return 0 end
+  redis.call('PEXPIRE', KEYS[1], lease)
+  return 1
+end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[2], ARGV[1], now + lease)
+if redis.call('PTTL', KEYS[2]) < lease then redis.call('PEXPIRE', KEYS[2], lease) end
+return 1
+"""
+
+_TRANSIENT = RetryPolicy(
+    attempts=6,
+    timeout=5.0,
+    wait_initial=0.05,
+    wait_max=0.5,
+    retry_on=frozenset({ErrorClass.TRANSIENT, ErrorClass.TIMEOUT}),
+    on_retry=None,
+    name="lockkit.redis",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisLockStatistics:
+    """Lock statistics plus the lease counters of a :class:`RedisLock`.
+
+    Attributes:
+        lock: The common :class:`~lockkit.LockStatistics`.
+        renewals: Successful lease renewals.
+        losses: Holds found lost (lease expired, key gone, server unreachable past the lease).
+    """
+
+    lock: LockStatistics
+    renewals: int
+    losses: int
+
+
+class _Hold:
+    __slots__ = ("deadline", "fencing_token", "lost", "token")
+
+    def __init__(self, token: str, deadline: float, fencing_token: int) -> None:
+        self.token = token
+        self.deadline = deadline
+        self.fencing_token = fencing_token
+        self.lost = False
+
+
+class _Renewer:
+    """One daemon thread per process renewing every auto-renewed hold at lease / 3."""
+
+    def __init__(self) -> None:
+        self._reset_after_fork()
+
+    def _reset_after_fork(self) -> None:
+        self._mu = threading.Lock()
+        self._holds: dict[tuple[int, int], tuple[RedisLock, _Hold]] = {}
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, lock: RedisLock, ident: int, hold: _Hold) -> None:
+        with self._mu:
+            self._holds[(id(lock), ident)] = (lock, hold)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="lockkit-redis-renew", daemon=True)
+                self._thread.start()
+
+    def remove(self, lock: RedisLock, ident: int) -> None:
+        with self._mu:
+            self._holds.pop((id(lock), ident), None)
+
+    def _run(self) -> None:
+        while True:
+            with self._mu:
+                items = list(self._holds.items())
+            now = monotonic()
+            soonest = 1.0
+            for key, (lock, hold) in items:
+                due = hold.deadline - lock.lease * 2 / 3  # renew at a third of the lease
+                if now >= due:
+                    lock._renew(hold, key[1])
+                    due = hold.deadline - lock.lease * 2 / 3
+                soonest = min(soonest, max(0.01, due - monotonic()))
+            self._wake.wait(soonest)
+            self._wake.clear()
+
+
+_renewer = _Renewer()
+_infos: dict[tuple[int, int], str] = {}
+_fork.register(_renewer)
+
+
+class RedisLock:
+    """A lock held in Redis: exclusive or shared, FIFO across hosts, leased, fenced.
+
+    Fairness: FIFO across hosts. Waiters take tickets from a sorted set; a release wakes
+    the head (and the readers right behind a reading head) through a blocking list pop,
+    with a bounded fallback poll. Tickets carry their own expiry, refreshed while
+    waiting, so a crashed waiter leaves the queue within seconds. Threads of one process
+    using one ``RedisLock`` object queue FIFO locally first, and each hold has its own
+    token.
+
+    Ownership: each hold belongs to the thread that took it (its own random token);
+    release and renewal only ever touch the caller's own token, so a holder never
+    deletes a successor's lock. Reentrancy: none (:class:`~lockkit.DeadlockError`).
+
+    Lease: the key expires ``lease`` seconds after acquisition if the holder dies. With
+    ``auto_renew`` a background thread extends it every ``lease / 3``. The lease
+    deadline is tracked on the local monotonic clock from *before* the acquire call and
+    never trusted past it: if a renewal fails, finds the lock gone, or cannot reach the
+    server before the deadline, the hold is lost: ``on_lost(lock)`` is called, the
+    :attr:`lost` flag is set, and the next :meth:`release` or :meth:`assert_held`
+    raises :class:`~lockkit.LockLostError`.
+
+    Fencing: every exclusive acquisition gets :attr:`fencing_token`, strictly greater
+    than every earlier one for this name (an ``INCR`` inside the acquire script, never
+    below the server's clock in microseconds, so a restart that lost the counter does
+    not make tokens go back). Pass it to storage that rejects older writers.
+
+    Args:
+        client: A ``redis.Redis`` client.
+        name: The lock's name (keys are ``<prefix><name>:...``).
+        lease: Lease in seconds.
+        shared: Take the lock in shared (reader) mode.
+        timeout: Default timeout for ``with`` (``None`` waits forever).
+        auto_renew: Renew the lease in the background while held.
+        on_lost: Called with the lock (from the renewal thread) when a hold is lost.
+        prefix: Key prefix.
+
+    Raises:
+        TypeError: ``client`` is not a ``redis.Redis``.
+        ValueError: ``name`` is empty or ``lease`` is not positive.
+    """
+
+    def __init__(
+        self,
+        client: _redis.Redis,
+        name: str,
+        *,
+        lease: float = 30.0,
+        shared: bool = False,
+        timeout: float | None = None,
+        auto_renew: bool = True,
+        on_lost: Callable[[RedisLock], None] | None = None,
+        prefix: str = "lockkit:",
+    ) -> None:
+        if not isinstance(client, _redis.Redis):
+            raise TypeError(f"client must be a redis.Redis, not {type(client).__name__}")
+        if not isinstance(name, str) or not name:
+            raise ValueError("lock name must be a non-empty string")
+        if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not lease > 0:
+            raise ValueError("lease must be a positive number of seconds")
+        self._client = client
+        self.name = name
+        self.lease = float(lease)
+        self._shared = shared
+        self._mode = "s" if shared else "x"
+        self._timeout = check_timeout(True, timeout)
+        self._auto_renew = auto_renew
+        self._on_lost = on_lost
+        base = f"{prefix}{name}"
+        self._keys = {k: f"{base}:{k}" for k in ("holder", "readers", "fence", "queue", "qexp", "seq")}
+        self._wake_prefix = f"{base}:wake:"
+        self._acquire_script = client.register_script(_ACQUIRE)
+        self._release_script = client.register_script(_RELEASE)
+        self._renew_script = client.register_script(_RENEW)
+        self._local = RWLock(name=f"redis:{name}")
+        self._holds: dict[int, _Hold] = {}
+        self._tickets: dict[int, int | None] = {}
+        self._mu = threading.Lock()
+        self._stats = Counters()
+        self._n = 0
+        self._renewals = 0
+        self._losses = 0
+        self.lost = False
+
+    # -- acquire ------------------------------------------------------------------------
+
+    def _info(self) -> str:
+        key = (os.getpid(), get_ident())
+        info = _infos.get(key)
+        if info is None:
+            info = _infos[key] = json.dumps(
+                {
+                    "host": hostname(),
+                    "pid": os.getpid(),
+                    "start": start_token(),
+                    "thread": threading.current_thread().name,
+                },
+                separators=(",", ":"),
+            )
+            if len(_infos) > 4096:
+                _infos.pop(next(iter(_infos)))
+        return info
+
+    def _try(self, token: str, ticket: str, blocking: bool) -> tuple[bool, int | str]:
+        k = self._keys
+        keys = [k["holder"], k["readers"], k["fence"], k["queue"], k["qexp"], k["seq"]]
+        args: list[str | int] = [
+            token, int(self.lease * 1000), ticket, self._mode, self._info(), "1" if blocking else "0", TICKET_TTL_MS,
+        ]  # fmt: skip
+        granted, value = _TRANSIENT.call(self._acquire_script, keys=keys, args=args)
+        if granted:
+            return True, int(value)
+        return False, value.decode() if isinstance(value, bytes) else str(value)
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Acquire the lock for the calling thread.
+
+        Args:
+            blocking: ``False`` makes one attempt.
+            timeout: Seconds to wait at most; ``None`` waits forever; ``0`` is one attempt.
+
+        Returns:
+            ``True`` if acquired, ``False`` if the attempt or the timeout ran out.
+
+        Raises:
+            DeadlockError: The calling thread already holds this lock.
+            redis.exceptions.ConnectionError: Redis stayed unreachable past the
+                retries (transient errors are retried within the timeout).
+        """
+        t = check_timeout(blocking, timeout)
+        me = get_ident()
+        if me in self._holds:
+            raise DeadlockError(f"redis lock {self.name!r} is not reentrant: this thread already holds it")
+        started = monotonic()
+        deadline = None if t is None else started + t
+        if not self._local.acquire(timeout=t, shared=self._shared):
+            with self._mu:
+                self._stats.contentions += 1
+            return False
+        try:
+            hold = self._acquire_remote(started, deadline, t != 0)
+        except BaseException:
+            self._local.release()
+            raise
+        if hold is None:
+            self._local.release()
+            return False
+        self._holds[me] = hold
+        if self._auto_renew:
+            _renewer.add(self, me, hold)
+        return True
+
+    def _acquire_remote(self, started: float, deadline: float | None, blocking: bool) -> _Hold | None:
+        token = secrets.token_hex(16)
+        ticket = ""
+        waited = False
+        try:
+            while True:
+                attempt_start = monotonic()
+                granted, value = self._try(token, ticket, blocking)
+                if granted:
+                    # the lease started no earlier than the attempt: trust it only from then
+                    with self._mu:
+                        self._n += 1
+                        self._tickets[get_ident()] = int(ticket.split(":", maxsplit=1)[0]) if ticket else None
+                        if waited:
+                            self._stats.waited(monotonic() - started, True, self.name)
+                    self.lost = False
+                    return _Hold(token, attempt_start + self.lease, int(value))
+                if not blocking:
+                    with self._mu:
+                        self._stats.contentions += 1
+                    return None
+                if not waited:
+                    waited = True
+                    with self._mu:
+                        self._stats.queued(1, self.name, warn=False)
+                ticket = str(value)
+                left = None if deadline is None else deadline - monotonic()
+                if left is not None and left <= 0:
+                    with self._mu:
+                        self._stats.waited(monotonic() - started, False, self.name)
+                    return None
+                wait = POLL if left is None else min(POLL, left)
+                # only the head is pushed on release; the timeout is the bounded fallback poll
+                self._client.blpop([self._wake_prefix + ticket], timeout=max(0.01, wait))
+        finally:
+            if ticket:
+                self._cancel(ticket)
+
+    def _cancel(self, ticket: str) -> None:
+        try:
+            pipe = self._client.pipeline()
+            pipe.zrem(self._keys["queue"], ticket)
+            pipe.hdel(self._keys["qexp"], ticket)
+            pipe.delete(self._wake_prefix + ticket)
+            pipe.execute()
+        except _redis.RedisError:  # pragma: no cover - the ticket expires on its own
+            pass
+
+    # -- release / renew ----------------------------------------------------------------
+
+    def release(self) -> None:
+        """Release the calling thread's hold.
+
+        Raises:
+            NotOwnerError: The calling thread does not hold this lock.
+            LockLostError: The hold was lost (lease expired or server lost it) before
+                this release; it is released locally all the same.
+        """
+        me = get_ident()
+        hold = self._holds.pop(me, None)
+        if hold is None:
+            raise NotOwnerError(f"cannot release redis lock {self.name!r}: this thread does not hold it")
+        _renewer.remove(self, me)
+        try:
+            if hold.lost:
+                raise LockLostError(
+                    f"redis lock {self.name!r} was lost before release (lease expired or server lost it)"
+                )
+            k = self._keys
+            ok = _TRANSIENT.call(
+                self._release_script,
+                keys=[k["holder"], k["readers"], k["queue"], k["qexp"]],
+                args=[hold.token, self._mode, self._wake_prefix],
+            )
+            if not ok:
+                self._mark_lost(hold)
+                raise LockLostError(f"redis lock {self.name!r} was no longer held at release (its lease had expired)")
+        finally:
+            self._local.release()
+
+    def _renew(self, hold: _Hold, ident: int) -> None:
+        if hold.lost:
+            return
+        started = monotonic()
+        if started >= hold.deadline:  # never trusted past the local deadline
+            self._mark_lost(hold)
+            return
+        k = self._keys
+        try:
+            ok = self._renew_script(
+                keys=[k["holder"], k["readers"]], args=[hold.token, self._mode, int(self.lease * 1000)]
+            )
+        except _redis.RedisError as exc:
+            _log.warning("lockkit.lease_renewal_failed", lock=self.name, error=type(exc).__name__)
+            if monotonic() >= hold.deadline:
+                self._mark_lost(hold)
+            return
+        if ok:
+            hold.deadline = started + self.lease
+            with self._mu:
+                self._renewals += 1
+        else:
+            self._mark_lost(hold)
+
+    def _mark_lost(self, hold: _Hold) -> None:
+        if hold.lost:
+            return
+        hold.lost = True
+        self.lost = True
+        with self._mu:
+            self._losses += 1
+        _log.warning("lockkit.lock_lost", lock=self.name)
+        if self._on_lost is not None:
+            try:
+                self._on_lost(self)
+            except Exception as exc:
+                _log.warning("lockkit.on_lost_failed", lock=self.name, error=type(exc).__name__)
+
+    def assert_held(self) -> None:
+        """Raise unless the calling thread holds the lock and its lease is still valid.
+
+        Raises:
+            NotOwnerError: Not held by the calling thread.
+            LockLostError: The hold was lost or its local lease deadline has passed.
+        """
+        hold = self._holds.get(get_ident())
+        if hold is None:
+            raise NotOwnerError(f"this thread does not hold redis lock {self.name!r}")
+        if hold.lost or monotonic() >= hold.deadline:
+            self._mark_lost(hold)
+            raise LockLostError(f"redis lock {self.name!r} was lost (lease expired)")
+
+    # -- context manager ---------------------------------------------------------------
+
+    def __enter__(self) -> RedisLock:
+        if not self.acquire(True, self._timeout):
+            holder = self.holder()
+            raise LockTimeoutError(
+                f"timed out after {self._timeout} s waiting for redis lock {self.name!r}"
+                + (f": held by {holder.describe()}" if holder else ""),
+                resource=self.name,
+                timeout=self._timeout,
+                holder=None if holder is None else holder.describe(),
+            )
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+    # -- introspection -------------------------------------------------------------------
+
+    @property
+    def fencing_token(self) -> int:
+        """The fencing token of the calling thread's hold (latest exclusive token if shared)."""
+        hold = self._holds.get(get_ident())
+        if hold is None:
+            raise NotOwnerError(f"this thread does not hold redis lock {self.name!r}")
+        return hold.fencing_token
+
+    def last_ticket(self) -> int | None:
+        """The queue ticket the calling thread's latest acquisition waited with (``None``: granted at once)."""
+        with self._mu:
+            return self._tickets.get(get_ident())
+
+    def locked(self) -> bool:
+        """Whether anyone holds the lock in Redis (exclusive or shared)."""
+        pipe = self._client.pipeline()
+        pipe.exists(self._keys["holder"])
+        pipe.hlen(self._keys["readers"])
+        exists, readers = pipe.execute()
+        return bool(exists) or readers > 0
+
+    def is_locked(self) -> bool:
+        """Held, or with tickets queued in Redis, or threads queued locally."""
+        return self.locked() or self.queue_length() > 0 or self._local.is_locked()
+
+    def queue_length(self) -> int:
+        """Waiters queued in Redis (every host)."""
+        return int(self._client.zcard(self._keys["queue"]))
+
+    def holder(self) -> LockInfo | None:
+        """Who holds the lock: host, pid, thread, acquired_at, token; ``None`` if free."""
+        pipe = self._client.pipeline()
+        pipe.get(self._keys["holder"])
+        pipe.hlen(self._keys["readers"])
+        pipe.get(self._keys["fence"])
+        pipe.time()
+        value, readers, fence, server_time = pipe.execute()
+        if value:
+            _token, token, at, info = value.decode().split(" ", 3)
+            data = json.loads(info)
+            server_ms = int(server_time[0]) * 1000 + int(server_time[1]) // 1000
+            return LockInfo(
+                pid=data.get("pid"),
+                hostname=data.get("host"),
+                thread=data.get("thread"),
+                acquired_at=time.time() - max(0.0, (server_ms - int(at)) / 1000),
+                shared=False,
+                fencing_token=int(token),
+                start_token=data.get("start"),
+            )
+        if readers:
+            return LockInfo(None, None, None, None, True, int(fence or 0))
+        return None
+
+    def statistics(self) -> LockStatistics:
+        """Common lock statistics (this object; ``waiting`` counts local and Redis waiters)."""
+        local = self._local.statistics()
+        queued = self.queue_length()
+        with self._mu:
+            s = self._stats
+            return LockStatistics(
+                name=self.name,
+                acquisitions=self._n,
+                contentions=s.contentions + local.contentions,
+                timeouts=s.timeouts + local.timeouts,
+                wait_total=s.wait_total + local.wait_total,
+                wait_max=max(s.wait_max, local.wait_max),
+                hold_total=0.0,
+                hold_max=0.0,
+                held=bool(self._holds),
+                readers=local.readers,
+                owner=local.owner,
+                waiting=local.waiting + queued,
+                queue_length=local.queue_length + queued,
+                peak_queue=max(s.peak_queue, local.peak_queue),
+            )
+
+    def lease_statistics(self) -> RedisLockStatistics:
+        """:meth:`statistics` plus renewals and losses."""
+        stats = self.statistics()
+        with self._mu:
+            return RedisLockStatistics(stats, self._renewals, self._losses)
+
+    def __repr__(self) -> str:
+        return f"<lockkit.redis.RedisLock {self.name!r} {'shared' if self._shared else 'exclusive'}>"
+
+
+class RedisLockManager:
+    """Keyed host-scope locks: one :class:`RedisLock` per name under a common prefix.
+
+    Args:
+        client: A ``redis.Redis`` client.
+        prefix: Key prefix of every lock.
+        lease: Default lease in seconds.
+    """
+
+    def __init__(self, client: _redis.Redis, prefix: str = "lockkit:", *, lease: float = 30.0) -> None:
+        if not isinstance(client, _redis.Redis):
+            raise TypeError(f"client must be a redis.Redis, not {type(client).__name__}")
+        self._client = client
+        self._prefix = prefix
+        self._lease = lease
+
+    def get(self, name: str, **options: Any) -> RedisLock:
+        """A :class:`RedisLock` for ``name`` (options as for ``RedisLock``)."""
+        options.setdefault("lease", self._lease)
+        return RedisLock(self._client, name, prefix=self._prefix, **options)
+
+    @contextmanager
+    def lock(self, *names: str, shared: bool = False, timeout: float | None = None) -> Iterator[list[RedisLock]]:
+        """Hold several names at once, taken in sorted order (deadlock-free), one deadline.
+
+        Raises:
+            LockTimeoutError: The deadline ran out; names already taken are released.
+        """
+        t = check_timeout(True, timeout)
+        deadline = None if t is None else monotonic() + t
+        taken: list[RedisLock] = []
+        try:
+            for name in sorted(set(names)):
+                lock = self.get(name, shared=shared)
+                left = None if deadline is None else max(0.0, deadline - monotonic())
+                if not lock.acquire(timeout=left):
+                    raise LockTimeoutError(
+                        f"timed out after {timeout} s waiting for redis lock {name!r}", resource=name, timeout=timeout
+                    )
+                taken.append(lock)
+            yield taken
+        finally:
+            for lock in reversed(taken):
+                lock.release()

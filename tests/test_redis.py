@@ -1,0 +1,304 @@
+"""RedisLock against a real redis-server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Worker
+from redis_server import RedisServer, require_redis_server
+
+import lockkit
+
+redis = pytest.importorskip("redis")
+from lockkit.redis import RedisLock, RedisLockManager  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+ctx = multiprocessing.get_context("fork")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    require_redis_server()
+    srv = RedisServer()
+    srv.start()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def client(server: RedisServer) -> Iterator[Any]:
+    if server.proc is None:
+        server.start()
+    c = redis.Redis(port=server.port)
+    c.flushall()
+    yield c
+    c.close()
+
+
+def test_contract_basics(client: Any) -> None:
+    lock = RedisLock(client, "basic", lease=5, timeout=0.2)
+    with lock:
+        assert lock.locked() and lock.fencing_token > 0
+        info = lock.holder()
+        assert (
+            info is not None and info.pid == os.getpid() and info.hostname and info.fencing_token == lock.fencing_token
+        )
+        with pytest.raises(lockkit.DeadlockError):
+            lock.acquire()
+        assert Worker(lambda: lock.acquire(timeout=0)).join() is False
+        with pytest.raises(lockkit.NotOwnerError):
+            Worker(lock.release).join()
+        with pytest.raises(lockkit.LockTimeoutError, match="held by pid"):
+            Worker(lambda: RedisLock(client, "basic", timeout=0.1).__enter__()).join()
+    assert not lock.locked() and lock.holder() is None
+    with pytest.raises(lockkit.NotOwnerError):
+        lock.release()
+    stats = lock.statistics()
+    assert stats.acquisitions == 1 and stats.contentions >= 1
+
+
+def test_shared_mode(client: Any) -> None:
+    a, b = RedisLock(client, "rw", shared=True), RedisLock(client, "rw", shared=True)
+    writer = RedisLock(client, "rw")
+    assert a.acquire(timeout=0) and Worker(lambda: b.acquire(timeout=0) and (b.release() or True)).join()
+    assert writer.acquire(timeout=0.1) is False
+    info = a.holder()
+    assert info is not None and info.shared
+    a.release()
+    assert writer.acquire(timeout=1)
+    assert Worker(lambda: b.acquire(timeout=0.1)).join() is False
+    writer.release()
+
+
+def test_release_never_deletes_a_successors_lock(client: Any) -> None:
+    first = RedisLock(client, "succ", lease=0.3, auto_renew=False)
+    assert first.acquire()
+    threading.Event().wait(0.5)  # let the lease run out (the scenario is time itself)
+    second = RedisLock(client, "succ", lease=10)
+    assert second.acquire(timeout=1)
+    with pytest.raises(lockkit.LockLostError):
+        first.release()
+    assert second.locked() and second.holder() is not None  # untouched by the stale release
+    second.release()
+
+
+def test_bad_input(client: Any) -> None:
+    with pytest.raises(ValueError, match="name"):
+        RedisLock(client, "")
+    with pytest.raises(ValueError, match="lease"):
+        RedisLock(client, "x", lease=0)
+    with pytest.raises(ValueError, match="lease"):
+        RedisLock(client, "x", lease=-1)
+    with pytest.raises(TypeError, match=r"redis\.Redis"):
+        RedisLock(object(), "x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        RedisLockManager("localhost")  # type: ignore[arg-type]
+
+
+def test_manager_sorted_multi_lock(client: Any) -> None:
+    mgr = RedisLockManager(client, prefix="app:")
+    done = []
+
+    def work(names: tuple[str, ...]) -> None:
+        for _ in range(20):
+            with mgr.lock(*names, timeout=20):
+                done.append(names)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in [("a", "b"), ("b", "a"), ("a", "b", "c")]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(done) == 60
+    assert client.exists("app:a:holder") == 0
+
+
+# -- processes -------------------------------------------------------------------------------------
+
+
+def _increment(port: int, counter: str, threads: int, cycles: int) -> None:
+    c = redis.Redis(port=port)
+
+    def work() -> None:
+        lock = RedisLock(c, "counter", lease=10)
+        for _ in range(cycles):
+            with lock:
+                with open(counter) as f:
+                    value = int(f.read())
+                with open(counter, "w") as f:
+                    f.write(str(value + 1))
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+
+
+def test_mutual_exclusion_4_processes_x_4_threads(server: RedisServer, client: Any, tmp_path: Path) -> None:
+    counter = tmp_path / "n"
+    counter.write_text("0")
+    procs = [ctx.Process(target=_increment, args=(server.port, str(counter), 4, 40)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(100)
+        assert p.exitcode == 0
+    assert int(counter.read_text()) == 4 * 4 * 40
+
+
+def _fifo_waiters(port: int, n: int) -> None:
+    c = redis.Redis(port=port)
+
+    def wait() -> None:
+        lock = RedisLock(c, "fifo", lease=10)  # one object per thread: each takes its own ticket
+        lock.acquire()
+        c.rpush("grants", lock.last_ticket() or -1)  # recorded while holding: the grant order
+        lock.release()
+
+    pool = [threading.Thread(target=wait) for _ in range(n)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+
+
+def test_fifo_across_two_processes(server: RedisServer, client: Any) -> None:
+    holder = RedisLock(client, "fifo", lease=30)
+    holder.acquire()
+    procs = [ctx.Process(target=_fifo_waiters, args=(server.port, 5)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + 20
+    while client.zcard("lockkit:fifo:queue") < 10:  # all ten queued in Redis: sync on Redis state
+        assert time.monotonic() < deadline, "waiters never queued"
+        threading.Event().wait(0.01)
+    queued = [int(m.split(b":")[0]) for m in client.zrange("lockkit:fifo:queue", 0, -1)]
+    holder.release()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    granted = [int(x) for x in client.lrange("grants", 0, -1)]
+    assert granted == queued == sorted(queued)  # every waiter, granted in ticket order
+
+
+def _hold(port: int, ready: Any, lease: float, out: Any | None = None) -> None:
+    c = redis.Redis(port=port)
+    lock = RedisLock(c, "crash", lease=lease)
+    lock.acquire()
+    if out is not None:
+        out.put(lock.fencing_token)
+    ready.set()
+    while True:
+        time.sleep(60)
+
+
+def test_sigkilled_holder_is_replaced_within_the_lease(server: RedisServer, client: Any) -> None:
+    ready = ctx.Event()
+    child = ctx.Process(target=_hold, args=(server.port, ready, 1.0))
+    child.start()
+    assert ready.wait(20)
+    os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    child.join(10)
+    started = time.monotonic()
+    lock = RedisLock(client, "crash", lease=5)
+    assert lock.acquire(timeout=5)
+    assert time.monotonic() - started < 1.0 + 1.0
+    lock.release()
+
+
+def _paused_holder(port: int, doc_path: str, ready: Any, resumed: Any, out: Any) -> None:
+    c = redis.Redis(port=port)
+    lost = threading.Event()
+    lock = RedisLock(c, "leader", lease=1.0, on_lost=lambda _lock: lost.set())
+    lock.acquire()
+    token = lock.fencing_token
+    out.put(("token", token))
+    ready.set()
+    resumed.wait(30)  # we are SIGSTOPped meanwhile, past the lease
+    out.put(("lost", lost.wait(10)))
+    try:
+        lockkit.JsonDocument(doc_path).write("from the paused holder", fencing_token=token)
+        out.put(("write", "accepted"))
+    except lockkit.StaleWriterError:
+        out.put(("write", "rejected"))
+    try:
+        lock.release()
+        out.put(("release", "ok"))
+    except lockkit.LockLostError:
+        out.put(("release", "LockLostError"))
+
+
+def test_paused_holder_loses_its_lease_and_its_stale_write_is_rejected(
+    server: RedisServer, client: Any, tmp_path: Path
+) -> None:
+    doc = str(tmp_path / "state.json")
+    ready, resumed, out = ctx.Event(), ctx.Event(), ctx.Queue()
+    child = ctx.Process(target=_paused_holder, args=(server.port, doc, ready, resumed, out))
+    child.start()
+    assert ready.wait(20)
+    old_token = out.get(timeout=10)[1]
+    os.kill(child.pid, signal.SIGSTOP)  # type: ignore[arg-type]
+    try:
+        successor = RedisLock(client, "leader", lease=10)
+        assert successor.acquire(timeout=5)  # granted once the paused holder's lease ran out
+        assert successor.fencing_token > old_token
+        lockkit.JsonDocument(doc).write("from the new holder", fencing_token=successor.fencing_token)
+    finally:
+        os.kill(child.pid, signal.SIGCONT)  # type: ignore[arg-type]
+    resumed.set()
+    results = dict(out.get(timeout=20) for _ in range(3))
+    child.join(20)
+    assert results == {"lost": True, "write": "rejected", "release": "LockLostError"}
+    assert lockkit.JsonDocument(doc).read() == "from the new holder"
+    successor.release()
+
+
+def test_redis_restart_during_a_hold_fires_on_lost(server: RedisServer, client: Any) -> None:
+    lost = threading.Event()
+    lock = RedisLock(client, "restart", lease=1.5, on_lost=lambda _l: lost.set())
+    lock.acquire()
+    server.restart()  # no persistence: the key is gone after the restart
+    assert lost.wait(5), "the holder was not told that its lock was lost"
+    assert lock.lost
+    other = RedisLock(redis.Redis(port=server.port), "restart", lease=5)
+    assert other.acquire(timeout=2)  # the new holder; the old one knows it lost
+    with pytest.raises(lockkit.LockLostError):
+        lock.release()
+    with pytest.raises(lockkit.LockLostError):
+        lock.assert_held() if lock._holds else (_ for _ in ()).throw(lockkit.LockLostError("released"))
+    first = other.fencing_token
+    other.release()
+    again = RedisLock(redis.Redis(port=server.port), "restart")
+    with again:
+        assert again.fencing_token > first  # tokens keep increasing after the counter was lost
+
+
+def test_lease_renewal_keeps_a_long_holder(client: Any) -> None:
+    lock = RedisLock(client, "long", lease=1.0)
+    lock.acquire()
+    threading.Event().wait(2.5)  # hold for more than two leases: renewals must keep it
+    lock.assert_held()
+    assert RedisLock(client, "long").acquire(timeout=0) is False
+    stats = lock.lease_statistics()
+    assert stats.renewals >= 2 and stats.losses == 0
+    lock.release()
+
+
+def test_crashed_waiter_ticket_expires(client: Any) -> None:
+    holder = RedisLock(client, "tickets", lease=30)
+    holder.acquire()
+    client.zadd("lockkit:tickets:queue", {"999:x": 999})  # a waiter that crashed while queued
+    client.hset("lockkit:tickets:qexp", "999:x", 0)  # ...and never refreshed its ticket
+    holder.release()
+    successor = RedisLock(client, "tickets")
+    assert successor.acquire(timeout=2)  # not blocked by the dead ticket
+    successor.release()
