@@ -384,21 +384,14 @@ class LockManager:
         waiting = sum(len(e.waiters) for e in entries)
         readers = sum(len(e.readers) for e in entries)
         writers = [e.writer for e in entries if e.writer is not None]
-        return LockStatistics(
-            name=name,
-            acquisitions=n,
-            contentions=s.contentions,
-            timeouts=s.timeouts,
-            wait_total=s.wait_total,
-            wait_max=s.wait_max,
-            hold_total=s.hold_total,
-            hold_max=s.hold_max,
+        return s.snapshot(
+            name,
+            n,
             held=bool(writers) or readers > 0,
             readers=readers,
             owner=thread_name(writers[0]) if len(writers) == 1 else None,
             waiting=waiting,
             queue_length=len(writers) + readers + waiting,
-            peak_queue=s.peak_queue,
         )
 
     def __repr__(self) -> str:

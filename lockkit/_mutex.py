@@ -291,24 +291,16 @@ class Mutex:
     def statistics(self) -> LockStatistics:
         """A frozen snapshot of the counters (see :class:`~lockkit.LockStatistics`)."""
         with self._mu:
-            s = self._stats
             held = self._gate.locked()
             waiting = len(self._waiters)
-            return LockStatistics(
-                name=self._name,
-                acquisitions=self._n,
-                contentions=s.contentions,
-                timeouts=s.timeouts,
-                wait_total=s.wait_total,
-                wait_max=s.wait_max,
-                hold_total=s.hold_total,
-                hold_max=s.hold_max,
+            return self._stats.snapshot(
+                self._name,
+                self._n,
                 held=held,
                 readers=0,
                 owner=thread_name(self._owner),
                 waiting=waiting,
                 queue_length=int(held) + waiting,
-                peak_queue=s.peak_queue,
             )
 
     def __repr__(self) -> str:

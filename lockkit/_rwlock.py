@@ -279,22 +279,14 @@ class RWLock:
         with self._mu:
             writer, readers = self._holders()
             waiting = self._waiting_count()
-            s = self._stats
-            return LockStatistics(
-                name=self._name,
-                acquisitions=self._n,
-                contentions=s.contentions,
-                timeouts=s.timeouts,
-                wait_total=s.wait_total,
-                wait_max=s.wait_max,
-                hold_total=s.hold_total,
-                hold_max=s.hold_max,
+            return self._stats.snapshot(
+                self._name,
+                self._n,
                 held=writer is not None or readers > 0,
                 readers=readers,
                 owner=thread_name(writer),
                 waiting=waiting,
                 queue_length=(writer is not None) + readers + waiting,
-                peak_queue=s.peak_queue,
             )
 
     def __repr__(self) -> str:

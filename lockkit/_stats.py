@@ -96,6 +96,35 @@ class Counters:
         if seconds > _log.SLOW_WAIT:
             _log.debug(_log.LOCK_WAIT_SLOW, lock=name, waited=round(seconds, 4), granted=granted)
 
+    def snapshot(
+        self,
+        name: str | None,
+        acquisitions: int,
+        *,
+        held: bool,
+        readers: int,
+        owner: str | None,
+        waiting: int,
+        queue_length: int,
+    ) -> LockStatistics:
+        """A frozen :class:`LockStatistics` of these counters and the given live state."""
+        return LockStatistics(
+            name=name,
+            acquisitions=acquisitions,
+            contentions=self.contentions,
+            timeouts=self.timeouts,
+            wait_total=self.wait_total,
+            wait_max=self.wait_max,
+            hold_total=self.hold_total,
+            hold_max=self.hold_max,
+            held=held,
+            readers=readers,
+            owner=owner,
+            waiting=waiting,
+            queue_length=queue_length,
+            peak_queue=self.peak_queue,
+        )
+
     def held_for(self, seconds: float) -> None:
         """Account one finished hold."""
         self.hold_total += seconds

@@ -32,7 +32,12 @@ from lockkit._retry import RetryPolicy
 from lockkit._rwlock import RWLock
 from lockkit._stats import Counters, LockStatistics
 from lockkit._waitqueue import check_timeout, monotonic
-from lockkit.exceptions import DeadlockError, LockLostError, LockTimeoutError, NotOwnerError
+from lockkit.exceptions import (
+    DeadlockError,
+    LockLostError,
+    LockTimeoutError,
+    NotOwnerError,
+)
 
 __all__ = ["RedisLock", "RedisLockManager", "RedisLockStatistics"]
 
