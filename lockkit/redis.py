@@ -195,6 +195,7 @@ class _Renewer:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="lockkit-redis-renew", daemon=True)
                 self._thread.start()
+        self._wake.set()  # the thread may be sleeping past this hold's first renewal
 
     def remove(self, lock: RedisLock, ident: int) -> None:
         with self._mu:
@@ -202,6 +203,7 @@ class _Renewer:
 
     def _run(self) -> None:
         while True:
+            self._wake.clear()  # before the snapshot: an add() after it sets the event again
             with self._mu:
                 items = list(self._holds.items())
             now = monotonic()
@@ -213,7 +215,6 @@ class _Renewer:
                     due = hold.deadline - lock.lease * 2 / 3
                 soonest = min(soonest, max(0.01, due - monotonic()))
             self._wake.wait(soonest)
-            self._wake.clear()
 
 
 _renewer = _Renewer()

@@ -293,6 +293,21 @@ def test_lease_renewal_keeps_a_long_holder(client: Any) -> None:
     lock.release()
 
 
+def test_short_lease_renewed_when_the_renewer_was_asleep(client: Any) -> None:
+    long = RedisLock(client, "sleepy-1", lease=3.0)
+    long.acquire()
+    while long.lease_statistics().renewals < 1:  # sync on statistics: the renewer just renewed it ...
+        threading.Event().wait(0.01)
+    # ... and now sleeps about a second (long's next renewal), past a short lease
+    short = RedisLock(client, "sleepy-2", lease=0.5)
+    short.acquire()  # due in 1/6 s: adding it must wake the renewer
+    threading.Event().wait(1.2)  # more than two short leases pass
+    short.assert_held()
+    assert short.lease_statistics().renewals >= 2
+    short.release()
+    long.release()
+
+
 def test_crashed_waiter_ticket_expires(client: Any) -> None:
     holder = RedisLock(client, "tickets", lease=30)
     holder.acquire()
