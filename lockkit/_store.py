@@ -357,10 +357,12 @@ class PersistentStore:
             raise StoreClosedError(f"store {self._path!r} is closed")
 
     def _changed_locked(self) -> None:
-        if self._gen == self._saved_gen:
+        if self._gen == self._saved_gen:  # clean -> dirty: the writer has something to do now
             self._dirty_since = time.monotonic()
-        self._gen += 1
-        self._mu.notify_all()
+            self._gen += 1
+            self._mu.notify_all()
+        else:  # already dirty: the writer is due anyway, waking it per change costs a thread switch
+            self._gen += 1
 
     def _after_change(self) -> None:
         if self._mode == "immediate":
@@ -403,6 +405,8 @@ class PersistentStore:
         with self._mu:
             self._saved_gen = max(self._saved_gen, gen)
             self._saves += 1
+            if self._gen > self._saved_gen:  # changed while saving: a new debounce window starts now
+                self._dirty_since = time.monotonic()
             self._mu.notify_all()
         return True
 

@@ -152,6 +152,19 @@ def test_debounced_saves_at_most_once_per_window(tmp_path: Path) -> None:
     store.close()
 
 
+def test_debounced_keeps_one_save_per_window_under_a_steady_stream(tmp_path: Path) -> None:
+    store = lockkit.PersistentStore(tmp_path / "w.json", save="debounced", debounce=0.2, fsync=False)
+    started = time.monotonic()
+    i = 0
+    while time.monotonic() - started < 1.0:  # changes keep arriving during every save
+        store["k"] = i
+        i += 1
+    elapsed = time.monotonic() - started
+    assert store.statistics().saves <= elapsed / 0.2 + 1  # never more than one save per window
+    store.close()
+    assert lockkit.PersistentStore(tmp_path / "w.json").get("k") == i - 1
+
+
 def test_concurrent_create_read_delete_sessions(tmp_path: Path) -> None:
     store = lockkit.SessionStore(tmp_path / "sessions.enc", codec=codec())
     errors: list[BaseException] = []
