@@ -116,6 +116,18 @@ def _run(ns: argparse.Namespace) -> int:
     except (LockFileError, ValueError) as exc:
         _err(str(exc))
         return EX_UNAVAILABLE
+    pending: list[int] = []
+    child: subprocess.Popen[bytes] | None = None
+
+    def forward(signum: int, frame: Any) -> None:
+        if child is None:
+            pending.append(signum)  # arrived before the command started: delivered right after
+        else:
+            child.send_signal(signum)
+
+    # Handlers first, then the command: no window in which a signal kills lockkit and orphans it.
+    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+    previous = {sig: signal.signal(sig, forward) for sig in forwarded}
     try:
         try:
             child = subprocess.Popen(cmd, close_fds=True)  # the lock descriptor is CLOEXEC as well
@@ -125,19 +137,12 @@ def _run(ns: argparse.Namespace) -> int:
         except PermissionError:
             _err(f"command not executable: {cmd[0]}")
             return 126
-        previous = {}
-
-        def forward(signum: int, frame: Any) -> None:
+        for signum in pending:
             child.send_signal(signum)
-
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-            previous[sig] = signal.signal(sig, forward)
-        try:
-            code = child.wait()
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
+        code = child.wait()
     finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
         lock.release()
     return 128 - code if code < 0 else code  # killed by a signal: the shell's 128+N
 

@@ -89,6 +89,26 @@ def median_ns_per_op(fn: Callable[[int], None], n: int, rounds: int) -> float:
     return _st.median(samples)
 
 
+def race_processes(target: Callable[..., None], args: tuple[object, ...], procs: int) -> float:
+    """Run ``target(*args, start)`` in ``procs`` forked processes released together; the seconds taken.
+
+    ``start`` is a barrier each child waits on before its timed work, so the clock starts
+    when every child is at the line.
+    """
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    start = ctx.Barrier(procs + 1)
+    ps = [ctx.Process(target=target, args=(*args, start)) for _ in range(procs)]
+    for p in ps:
+        p.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for p in ps:
+        p.join()
+    return time.perf_counter() - t0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every benchmark group and print the tables."""
     import argparse

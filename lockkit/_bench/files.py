@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import multiprocessing
 import os
 import shutil
 import statistics as _st
@@ -14,7 +13,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from lockkit import FileLock
-from lockkit._bench import Table, median_ns_per_op
+from lockkit._bench import Table, median_ns_per_op, race_processes
 from lockkit._bench._peers import optional
 
 
@@ -170,7 +169,6 @@ def contended(quick: bool) -> Table:
     )
     kinds = [name for name, _ in _peer_factories()]
     kinds.insert(2, "lockkit.FileLock (timeout=30)")
-    ctx = multiprocessing.get_context("fork")
     tmp = tempfile.mkdtemp(prefix="lockkit-bench-")
     res: dict[str, list[float]] = {k: [] for k in kinds}
     lost: dict[str, int] = dict.fromkeys(kinds, 0)
@@ -180,19 +178,7 @@ def contended(quick: bool) -> Table:
                 counter = os.path.join(tmp, f"counter{i}")
                 with open(counter, "w") as f:
                     f.write("0")
-                start = ctx.Event()
-                ps = [
-                    ctx.Process(target=_counter_worker, args=(kind, os.path.join(tmp, f"c{i}.lock"), counter, n, start))
-                    for _ in range(procs)
-                ]
-                for p in ps:
-                    p.start()
-                time.sleep(0.2)  # let every child reach the start line (benchmark, not a test)
-                t0 = time.perf_counter()
-                start.set()
-                for p in ps:
-                    p.join()
-                elapsed = time.perf_counter() - t0
+                elapsed = race_processes(_counter_worker, (kind, os.path.join(tmp, f"c{i}.lock"), counter, n), procs)
                 with open(counter) as f:
                     lost[kind] += procs * n - int(f.read().strip() or 0)
                 res[kind].append(procs * n / elapsed)

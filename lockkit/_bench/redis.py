@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import shutil
 import socket
@@ -13,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from lockkit._bench import Table
+from lockkit._bench import Table, race_processes
 from lockkit._bench._peers import optional
 
 
@@ -105,18 +104,8 @@ def contended(port: int, quick: bool) -> Table:
         f"RedisLock: {procs} processes x {n} acquire+release (same server)",
         [("ops", "ops/s"), ("x", "x redis-py Lock")],
     )
-    ctx = multiprocessing.get_context("fork")
     for kind, _ in _factories(port):
-        start = ctx.Event()
-        ps = [ctx.Process(target=_worker, args=(kind, port, n, start)) for _ in range(procs)]
-        for p in ps:
-            p.start()
-        time.sleep(0.2)  # let the children reach the start line (benchmark, not a test)
-        t0 = time.perf_counter()
-        start.set()
-        for p in ps:
-            p.join()
-        t.add(kind, ops=procs * n / (time.perf_counter() - t0))
+        t.add(kind, ops=procs * n / race_processes(_worker, (kind, port, n), procs))
     base = t.value("redis-py Lock (SET NX PX + Lua)", "ops")
     for row in t.rows:
         row.values["x"] = float(row.values["ops"]) / base

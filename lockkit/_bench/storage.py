@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import multiprocessing
 import os
 import secrets
 import shutil
@@ -15,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lockkit import JsonDocument, atomic_write
-from lockkit._bench import Table
+from lockkit._bench import Table, race_processes
 from lockkit._bench._peers import optional
 
 
@@ -128,7 +127,6 @@ def modify(quick: bool) -> Table:
         [("ops", "ops/s"), ("x_raw", "x raw"), ("lost", "lost updates")],
     )
     kinds = ["raw flock + bare recipe", "lockkit JsonDocument.modify"]
-    ctx = multiprocessing.get_context("fork")
     tmp = tempfile.mkdtemp(prefix="lockkit-bench-")
     res: dict[str, list[float]] = {k: [] for k in kinds}
     lost = dict.fromkeys(kinds, 0)
@@ -136,16 +134,7 @@ def modify(quick: bool) -> Table:
         for r in range(rounds):
             for kind in kinds:
                 path = os.path.join(tmp, f"{r}-{kinds.index(kind)}.json")
-                start = ctx.Event()
-                ps = [ctx.Process(target=_modify_worker, args=(kind, path, n, start)) for _ in range(procs)]
-                for p in ps:
-                    p.start()
-                time.sleep(0.2)  # let the children reach the start line (benchmark, not a test)
-                t0 = time.perf_counter()
-                start.set()
-                for p in ps:
-                    p.join()
-                res[kind].append(procs * n / (time.perf_counter() - t0))
+                res[kind].append(procs * n / race_processes(_modify_worker, (kind, path, n), procs))
                 with open(path, "rb") as f:
                     lost[kind] += procs * n - json.loads(f.read())["n"]
     finally:
