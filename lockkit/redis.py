@@ -325,13 +325,16 @@ class RedisLock:
                 _infos.pop(next(iter(_infos)))
         return info
 
-    def _try(self, token: str, ticket: str, blocking: bool) -> tuple[bool, int | str]:
+    def _try(self, token: str, ticket: str, blocking: bool, deadline: float | None = None) -> tuple[bool, int | str]:
         k = self._keys
         keys = [k["holder"], k["readers"], k["fence"], k["queue"], k["qexp"], k["seq"]]
         args: list[str | int] = [
             token, int(self.lease * 1000), ticket, self._mode, self._info(), "1" if blocking else "0", TICKET_TTL_MS,
         ]  # fmt: skip
-        granted, value = _TRANSIENT.call(self._acquire_script, keys=keys, args=args)
+        policy = _TRANSIENT
+        if deadline is not None:  # transient errors are retried within the caller's timeout, not past it
+            policy = policy.replace(timeout=max(0.001, min(policy.timeout or 5.0, deadline - monotonic())))
+        granted, value = policy.call(self._acquire_script, keys=keys, args=args)
         if granted:
             return True, int(value)
         return False, value.decode() if isinstance(value, bytes) else str(value)
@@ -381,7 +384,7 @@ class RedisLock:
         try:
             while True:
                 attempt_start = monotonic()
-                granted, value = self._try(token, ticket, blocking)
+                granted, value = self._try(token, ticket, blocking, deadline)
                 if granted:
                     # the lease started no earlier than the attempt: trust it only from then
                     with self._mu:

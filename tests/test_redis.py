@@ -308,6 +308,33 @@ def test_short_lease_renewed_when_the_renewer_was_asleep(client: Any) -> None:
     long.release()
 
 
+def test_transient_errors_are_retried_within_the_callers_timeout(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    lock = RedisLock(client, "flaky", lease=5)
+    real = lock._acquire_script
+    failures = [2]
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures[0]:
+            failures[0] -= 1
+            raise redis.ConnectionError("connection reset")  # a blip we cannot cause on demand
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lock, "_acquire_script", flaky)
+    assert lock.acquire(timeout=5)  # two blips, retried, then granted
+    lock.release()
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise redis.ConnectionError("server down")
+
+    monkeypatch.setattr(lock, "_acquire_script", down)
+    slow = lockkit.RetryPolicy(attempts=6, timeout=5.0, wait_initial=1.0, wait_max=1.0, jitter=0.0, on_retry=None)
+    monkeypatch.setattr(lockkit.redis, "_TRANSIENT", slow.replace(retry_on=frozenset({lockkit.ErrorClass.TRANSIENT})))
+    started = time.monotonic()
+    with pytest.raises(redis.ConnectionError):
+        lock.acquire(timeout=0.3)
+    assert time.monotonic() - started < 1.0  # the caller's 0.3 s bounds the retries (5 s of them otherwise)
+
+
 def test_crashed_waiter_ticket_expires(client: Any) -> None:
     holder = RedisLock(client, "tickets", lease=30)
     holder.acquire()
