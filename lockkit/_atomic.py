@@ -35,6 +35,21 @@ def storage_error(path: str, exc: OSError, action: str) -> StorageError:
     return StorageError(f"cannot {action} {path!r}: {why}", path=path)
 
 
+def read_optional(path: str) -> bytes | None:
+    """The whole content of ``path``, or ``None`` if it does not exist.
+
+    Raises:
+        StorageError: The file exists but cannot be read (the message names the path).
+    """
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise storage_error(path, exc, "read") from exc
+
+
 def resolve_target(path: str) -> str:
     """The file a write to ``path`` must replace: symlinks are followed to their target."""
     if os.path.islink(path):

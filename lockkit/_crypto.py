@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
 import os
 import threading
@@ -13,7 +14,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from lockkit._atomic import atomic_write, storage_error
+from lockkit._atomic import atomic_write, read_optional
 from lockkit._filelock import FileLock
 from lockkit._filemutex import FileMutex, normalize_path
 from lockkit.exceptions import DecryptionError
@@ -170,13 +171,9 @@ class EncryptionService:
         target = os.path.abspath(os.fspath(path))
         try:
             with self._mutex.acquire(target, shared=True), FileLock(target + ".lock", shared=True):
-                try:
-                    with open(target, "rb") as f:
-                        blob = f.read()
-                except FileNotFoundError:
-                    raise
-                except OSError as exc:
-                    raise storage_error(target, exc, "read") from exc
+                blob = read_optional(target)
+            if blob is None:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), target)
             data = self.decrypt(blob, associated_data=file_associated_data(target), path=target)
         except BaseException as exc:
             self._failed(exc)

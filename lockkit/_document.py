@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from lockkit._atomic import atomic_write, storage_error
+from lockkit._atomic import atomic_write, read_optional, storage_error
 from lockkit._filelock import FileLock, Strategy
 from lockkit.exceptions import (
     ConflictError,
@@ -147,13 +147,9 @@ class JsonDocument:
     # -- low level ---------------------------------------------------------------------
 
     def _load(self) -> _Content | None:
-        try:
-            with open(self._path, "rb") as f:
-                raw = f.read()
-        except FileNotFoundError:
+        raw = read_optional(self._path)
+        if raw is None:
             return None
-        except OSError as exc:
-            raise storage_error(self._path, exc, "read") from exc
         if not raw.strip():
             raise CorruptDataError(f"{self._path!r} is empty: expected JSON (truncated write?)", path=self._path)
         try:

@@ -288,23 +288,7 @@ class FileLock:
         """
         local = process_locks.statistics()
         with _process_mu:
-            s = _process_counters
-            return LockStatistics(
-                name="filelocks",
-                acquisitions=local.acquisitions,
-                contentions=s.contentions + local.contentions,
-                timeouts=s.timeouts + local.timeouts,
-                wait_total=s.wait_total + local.wait_total,
-                wait_max=max(s.wait_max, local.wait_max),
-                hold_total=0.0,
-                hold_max=0.0,
-                held=local.held,
-                readers=local.readers,
-                owner=local.owner,
-                waiting=local.waiting,
-                queue_length=local.queue_length,
-                peak_queue=local.peak_queue,
-            )
+            return _process_counters.merged(local, "filelocks", local.acquisitions, held=local.held)
 
     def _shared_kernel(self, st: PathState, deadline: float | None) -> bool | None:
         left = None if deadline is None else max(0.0, deadline - monotonic())
@@ -451,22 +435,15 @@ class FileLock:
         """Counters of this FileLock object plus this process's queue for the file."""
         local = process_locks.get_lock(self._key).statistics()
         with self._mu:
-            s = self._stats
-            return LockStatistics(
-                name=self._path,
-                acquisitions=self._n,
-                contentions=s.contentions,
-                timeouts=s.timeouts,
-                wait_total=s.wait_total,
-                wait_max=s.wait_max,
-                hold_total=s.hold_total,
-                hold_max=s.hold_max,
+            return self._stats.snapshot(
+                self._path,
+                self._n,
                 held=local.held,
                 readers=local.readers,
                 owner=local.owner,
                 waiting=local.waiting,
                 queue_length=local.queue_length,
-                peak_queue=max(s.peak_queue, local.waiting),
+                peak_queue=max(self._stats.peak_queue, local.waiting),
             )
 
     def __repr__(self) -> str:

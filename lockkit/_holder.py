@@ -153,7 +153,7 @@ def make_record(token: int, shared: bool) -> dict[str, Any]:
     }
 
 
-_prefixes: dict[int, tuple[int, bytes]] = {}
+_prefixes: dict[int, bytes] = {}
 
 
 def record_prefix() -> bytes:
@@ -163,15 +163,19 @@ def record_prefix() -> bytes:
     """
     ident = threading.get_ident()
     cached = _prefixes.get(ident)
-    pid = os.getpid()
-    if cached is None or cached[0] != pid:
+    if cached is None:
         record = make_record(0, False)
         del record["at"], record["token"], record["shared"]
         body = json.dumps(record, separators=(",", ":")).encode()
-        cached = _prefixes[ident] = (pid, body[:-1] + b',"shared":false,"at":')
+        cached = _prefixes[ident] = body[:-1] + b',"shared":false,"at":'
         if len(_prefixes) > 4096:  # threads come and go: forget the oldest
             _prefixes.pop(next(iter(_prefixes)))
-    return cached[1]
+    return cached
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
+    # A forked child has another pid: its records are rebuilt (no getpid() per acquisition).
+    os.register_at_fork(after_in_child=_prefixes.clear)
 
 
 def record_info(record: dict[str, Any]) -> LockInfo:

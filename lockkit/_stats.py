@@ -106,6 +106,7 @@ class Counters:
         owner: str | None,
         waiting: int,
         queue_length: int,
+        peak_queue: int | None = None,
     ) -> LockStatistics:
         """A frozen :class:`LockStatistics` of these counters and the given live state."""
         return LockStatistics(
@@ -122,7 +123,26 @@ class Counters:
             owner=owner,
             waiting=waiting,
             queue_length=queue_length,
-            peak_queue=self.peak_queue,
+            peak_queue=self.peak_queue if peak_queue is None else peak_queue,
+        )
+
+    def merged(self, local: LockStatistics, name: str | None, acquisitions: int, *, held: bool) -> LockStatistics:
+        """These counters added to a local layer's snapshot (whose live state is kept)."""
+        return LockStatistics(
+            name=name,
+            acquisitions=acquisitions,
+            contentions=self.contentions + local.contentions,
+            timeouts=self.timeouts + local.timeouts,
+            wait_total=self.wait_total + local.wait_total,
+            wait_max=max(self.wait_max, local.wait_max),
+            hold_total=self.hold_total + local.hold_total,
+            hold_max=max(self.hold_max, local.hold_max),
+            held=held,
+            readers=local.readers,
+            owner=local.owner,
+            waiting=local.waiting,
+            queue_length=local.queue_length,
+            peak_queue=max(self.peak_queue, local.peak_queue),
         )
 
     def held_for(self, seconds: float) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from lockkit import _log
-from lockkit._atomic import atomic_write, storage_error
+from lockkit._atomic import atomic_write, read_optional
 from lockkit._backoff import Backoff
 from lockkit._crypto import EncryptionService, file_associated_data
 from lockkit._document import JsonSerializer, Serializer
@@ -216,14 +216,8 @@ class PersistentStore:
         return blob
 
     def _read_file(self) -> dict[str, tuple[Any, float | None]] | None:
-        try:
-            with open(self._path, "rb") as f:
-                blob = f.read()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise storage_error(self._path, exc, "read") from exc
-        return self._decode(blob)
+        blob = read_optional(self._path)
+        return None if blob is None else self._decode(blob)
 
     def _load(self, on_corrupt: str) -> dict[str, tuple[Any, float | None]]:
         with self._read_lock:

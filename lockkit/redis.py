@@ -8,6 +8,7 @@ a lease renewed by a background thread, loss detection, and fencing tokens.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -218,7 +219,8 @@ class _Renewer:
 
 
 _renewer = _Renewer()
-_infos: dict[tuple[int, int], str] = {}
+_infos: dict[int, str] = {}
+os.register_at_fork(after_in_child=_infos.clear)  # a forked child rebuilds them with its own pid
 _fork.register(_renewer)
 
 
@@ -309,7 +311,7 @@ class RedisLock:
     # -- acquire ------------------------------------------------------------------------
 
     def _info(self) -> str:
-        key = (os.getpid(), get_ident())
+        key = get_ident()
         info = _infos.get(key)
         if info is None:
             info = _infos[key] = json.dumps(
@@ -589,23 +591,8 @@ class RedisLock:
         local = self._local.statistics()
         queued = self.queue_length()
         with self._mu:
-            s = self._stats
-            return LockStatistics(
-                name=self.name,
-                acquisitions=self._n,
-                contentions=s.contentions + local.contentions,
-                timeouts=s.timeouts + local.timeouts,
-                wait_total=s.wait_total + local.wait_total,
-                wait_max=max(s.wait_max, local.wait_max),
-                hold_total=0.0,
-                hold_max=0.0,
-                held=bool(self._holds),
-                readers=local.readers,
-                owner=local.owner,
-                waiting=local.waiting + queued,
-                queue_length=local.queue_length + queued,
-                peak_queue=max(s.peak_queue, local.peak_queue),
-            )
+            merged = self._stats.merged(local, self.name, self._n, held=bool(self._holds))
+        return dataclasses.replace(merged, waiting=merged.waiting + queued, queue_length=merged.queue_length + queued)
 
     def lease_statistics(self) -> RedisLockStatistics:
         """:meth:`statistics` plus renewals and losses."""

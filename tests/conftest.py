@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-
-def wait_queued(lock: Any, n: int, timeout: float = 10.0) -> None:
-    """Block until ``lock.statistics()`` shows at least ``n`` waiters (no blind sleeps)."""
-    deadline = time.monotonic() + timeout
-    while lock.statistics().waiting < n:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{lock!r} never had {n} waiters: {lock.statistics()}")
-        time.sleep(0.0005)
+from lockkit.testing import wait_until_queued as wait_queued  # noqa: F401 - re-exported for the tests
 
 
 class Worker:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 
 import pytest
-from test_retry import FakeTime
 
 import lockkit
 from lockkit import CircuitBreaker, CircuitState, RetryPolicy
+from lockkit.testing import FakeClock
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -22,9 +22,9 @@ def ok() -> str:
 
 
 def test_opens_on_failure_rate_then_half_opens_and_closes() -> None:
-    t = FakeTime()
+    t = FakeClock(0.0)
     changes: list[tuple[CircuitState, CircuitState]] = []
-    b = CircuitBreaker("svc", minimum_calls=4, failure_rate=0.5, reset_timeout=10, clock=t.clock)
+    b = CircuitBreaker("svc", minimum_calls=4, failure_rate=0.5, reset_timeout=10, clock=t)
     b.add_listener(lambda br, old, new: changes.append((old, new)))
     b.call(ok)
     b.call(ok)
@@ -36,7 +36,7 @@ def test_opens_on_failure_rate_then_half_opens_and_closes() -> None:
     with pytest.raises(lockkit.CircuitOpenError) as info:
         b.call(ok)
     assert info.value.retry_after == pytest.approx(10)
-    t.now += 10
+    t.advance(10)
     assert b.state is CircuitState.HALF_OPEN
     assert b.call(ok) == "ok"
     assert b.state is CircuitState.CLOSED
@@ -50,8 +50,8 @@ def test_opens_on_failure_rate_then_half_opens_and_closes() -> None:
 
 
 def test_probe_failure_reopens_and_ignored_classes_do_not_count() -> None:
-    t = FakeTime()
-    b = CircuitBreaker("svc", minimum_calls=2, reset_timeout=5, clock=t.clock)
+    t = FakeClock(0.0)
+    b = CircuitBreaker("svc", minimum_calls=2, reset_timeout=5, clock=t)
     for _ in range(5):
         with pytest.raises(ValueError):  # FATAL is not recorded: neither success nor failure
             b.call(lambda: (_ for _ in ()).throw(ValueError()))
@@ -60,19 +60,19 @@ def test_probe_failure_reopens_and_ignored_classes_do_not_count() -> None:
         with pytest.raises(ConnectionResetError):
             b.call(fail)
     assert b.state is CircuitState.OPEN
-    t.now += 5
+    t.advance(5)
     with pytest.raises(ConnectionResetError):
         b.call(fail)
     assert b.state is CircuitState.OPEN
 
 
 def test_window_forgets_old_outcomes() -> None:
-    t = FakeTime()
-    b = CircuitBreaker("svc", minimum_calls=3, window=10, clock=t.clock)
+    t = FakeClock(0.0)
+    b = CircuitBreaker("svc", minimum_calls=3, window=10, clock=t)
     for _ in range(2):
         with pytest.raises(ConnectionResetError):
             b.call(fail)
-    t.now += 11
+    t.advance(11)
     b.call(ok)
     with pytest.raises(ConnectionResetError):
         b.call(fail)
@@ -80,11 +80,11 @@ def test_window_forgets_old_outcomes() -> None:
 
 
 def test_half_open_admits_bounded_probes() -> None:
-    t = FakeTime()
-    b = CircuitBreaker("svc", minimum_calls=1, reset_timeout=1, half_open_calls=2, clock=t.clock)
+    t = FakeClock(0.0)
+    b = CircuitBreaker("svc", minimum_calls=1, reset_timeout=1, half_open_calls=2, clock=t)
     with pytest.raises(ConnectionResetError):
         b.call(fail)
-    t.now += 1
+    t.advance(1)
     inside = threading.Barrier(3, timeout=10)
     release = threading.Event()
     results: list[str] = []
@@ -129,16 +129,16 @@ def test_breaker_never_serialises_calls_under_16_threads() -> None:
 
 
 def test_policy_waits_for_open_breaker_only_if_it_fits_the_deadline() -> None:
-    t = FakeTime()
-    b = CircuitBreaker("svc", minimum_calls=1, reset_timeout=3, clock=t.clock)
+    t = FakeClock(0.0)
+    b = CircuitBreaker("svc", minimum_calls=1, reset_timeout=3, clock=t)
     with pytest.raises(ConnectionResetError):
         b.call(fail)
-    fits = RetryPolicy(breaker=b, clock=t.clock, sleep=t.sleep, on_retry=None, timeout=10, jitter=0)
+    fits = RetryPolicy(breaker=b, clock=t, sleep=t.sleep, on_retry=None, timeout=10, jitter=0)
     assert fits.call(ok) == "ok"  # waited the 3 s open period, then the probe succeeded
     assert t.sleeps == [3.0]
     with pytest.raises(ConnectionResetError):
         b.call(fail)
-    t.now += 3
+    t.advance(3)
     with pytest.raises(ConnectionResetError):  # half-open probe fails: open again for 3 s
         b.call(fail)
     too_short = fits.replace(timeout=1)

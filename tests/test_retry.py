@@ -15,23 +15,9 @@ from structlog.testing import capture_logs
 import lockkit
 from lockkit import ErrorClass, RetryPolicy
 from lockkit._backoff import backoff_delay
+from lockkit.testing import FakeClock
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class FakeTime:
-    """A clock and a sleep that advance together (no real waiting)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def flaky(failures: list[BaseException], result: Any = "ok") -> Any:
@@ -47,12 +33,12 @@ def flaky(failures: list[BaseException], result: Any = "ok") -> Any:
     return fn
 
 
-def policy(t: FakeTime, **kw: Any) -> RetryPolicy:
-    return RetryPolicy(clock=t.clock, sleep=t.sleep, random=lambda: 0.0, jitter=0.0, on_retry=None, **kw)
+def policy(t: FakeClock, **kw: Any) -> RetryPolicy:
+    return RetryPolicy(clock=t, sleep=t.sleep, random=lambda: 0.0, jitter=0.0, on_retry=None, **kw)
 
 
 def test_retries_transient_then_succeeds() -> None:
-    t = FakeTime()
+    t = FakeClock(0.0)
     fn = flaky([ConnectionResetError(), TimeoutError()])
     assert policy(t).call(fn) == "ok"
     assert fn.calls[0] == 3
@@ -60,7 +46,7 @@ def test_retries_transient_then_succeeds() -> None:
 
 
 def test_last_exception_is_reraised_as_is() -> None:
-    t = FakeTime()
+    t = FakeClock(0.0)
     errors = [ConnectionResetError("a"), ConnectionResetError("b"), ConnectionResetError("c")]
     last = errors[-1]
     with pytest.raises(ConnectionResetError) as info:
@@ -70,7 +56,7 @@ def test_last_exception_is_reraised_as_is() -> None:
 
 @pytest.mark.parametrize("exc", [KeyboardInterrupt(), lockkit.AbortError("stop"), SystemExit(3), GeneratorExit()])
 def test_cancellation_is_never_retried_even_by_a_catch_all_predicate(exc: BaseException) -> None:
-    t = FakeTime()
+    t = FakeClock(0.0)
     fn = flaky([exc])
     with pytest.raises(type(exc)):
         policy(t, retry_on=lambda e: True).call(fn)
@@ -80,7 +66,7 @@ def test_cancellation_is_never_retried_even_by_a_catch_all_predicate(exc: BaseEx
 
 @pytest.mark.parametrize("exc", [ValueError("bug"), PermissionError(13, "denied"), lockkit.CircuitOpenError("x")])
 def test_fatal_errors_are_not_retried_by_default(exc: BaseException) -> None:
-    t = FakeTime()
+    t = FakeClock(0.0)
     fn = flaky([exc])
     with pytest.raises(type(exc)):
         policy(t).call(fn)
@@ -88,7 +74,7 @@ def test_fatal_errors_are_not_retried_by_default(exc: BaseException) -> None:
 
 
 def test_retry_on_exception_types_and_predicate() -> None:
-    t = FakeTime()
+    t = FakeClock(0.0)
     assert policy(t, retry_on=KeyError).call(flaky([KeyError("x")])) == "ok"
     assert policy(t, retry_on=lambda e: "again" in str(e)).call(flaky([RuntimeError("again")])) == "ok"
     with pytest.raises(RuntimeError):
@@ -96,32 +82,32 @@ def test_retry_on_exception_types_and_predicate() -> None:
 
 
 def test_deadline_is_never_overrun() -> None:
-    t = FakeTime()
+    t = FakeClock(0.0)
     p = policy(t, attempts=100, timeout=1.0, wait_initial=0.3, wait_max=0.3)
 
     def slow_fail() -> None:
-        t.now += 0.05
+        t.advance(0.05)
         raise ConnectionResetError()
 
     with pytest.raises(ConnectionResetError):
         p.call(slow_fail)
-    assert t.now <= 1.0
+    assert t() <= 1.0
     assert sum(t.sleeps) < 1.0
 
 
 def test_retry_after_is_a_floor_and_capped() -> None:
-    t = FakeTime()
+    t = FakeClock(0.0)
     err = urllib.error.HTTPError("http://x", 503, "busy", {"Retry-After": "2"}, io.BytesIO())  # type: ignore[arg-type]
     assert policy(t).call(flaky([err])) == "ok"
     assert t.sleeps == [2.0]
-    t2 = FakeTime()
+    t2 = FakeClock(0.0)
     err2 = urllib.error.HTTPError("http://x", 503, "busy", {"Retry-After": "4"}, io.BytesIO())  # type: ignore[arg-type]
     assert policy(t2, retry_after_max=1.5).call(flaky([err2])) == "ok"
     assert t2.sleeps == [1.5]
 
 
 def test_retry_after_beyond_deadline_fails_at_once() -> None:
-    t = FakeTime()
+    t = FakeClock(0.0)
     err = urllib.error.HTTPError("http://x", 429, "slow down", {"Retry-After": "8"}, io.BytesIO())  # type: ignore[arg-type]
     with pytest.raises(lockkit.RetryAfterTooLongError) as info:
         policy(t, timeout=5.0).call(flaky([err]))
@@ -146,7 +132,7 @@ def test_jitter_bounds(attempt: int, initial: float, extra: float, jitter: float
 
 
 def test_hooks_get_details_without_arguments() -> None:
-    t = FakeTime()
+    t = FakeClock(0.0)
     seen: list[lockkit.RetryDetails] = []
     p = policy(t).replace(on_retry=seen.append)
     secret = "tok_live_123"
@@ -163,8 +149,8 @@ def test_hooks_get_details_without_arguments() -> None:
 
 
 def test_default_hook_logs_retry_scheduled() -> None:
-    t = FakeTime()
-    p = RetryPolicy(clock=t.clock, sleep=t.sleep, name="svc")
+    t = FakeClock(0.0)
+    p = RetryPolicy(clock=t, sleep=t.sleep, name="svc")
     with capture_logs() as logs:
         p.call(flaky([ConnectionResetError()]))
     assert [e["event"] for e in logs] == ["lockkit.retry_scheduled"]
@@ -184,7 +170,7 @@ def test_decorator_needs_explicit_on_and_keeps_metadata() -> None:
 
 
 def test_iter_attempts_block_form() -> None:
-    t = FakeTime()
+    t = FakeClock(0.0)
     tries = []
     for attempt in policy(t).iter_attempts():
         with attempt:
@@ -251,12 +237,12 @@ def test_budget_exhaustion_across_threads() -> None:
 
 
 def test_budget_refills_over_time() -> None:
-    t = FakeTime()
-    b = lockkit.RetryBudget(ratio=0.5, min_per_second=1.0, burst=2, clock=t.clock)
+    t = FakeClock(0.0)
+    b = lockkit.RetryBudget(ratio=0.5, min_per_second=1.0, burst=2, clock=t)
     assert b.try_withdraw() and b.try_withdraw()
     assert b.try_withdraw() is False
     b.deposit()
     b.deposit()
     assert b.try_withdraw()
-    t.now += 1.0
+    t.advance(1.0)
     assert b.try_withdraw()
