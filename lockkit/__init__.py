@@ -1,116 +1,156 @@
 """lockkit: fair locks, crash-safe file locks and durable storage for threaded WSGI apps.
 
-Every public name is importable from here; see the documentation for the guide.
+The names here are the core a user reaches for first. Everything else lives in the
+package of its layer:
+
+* :mod:`lockkit.sync` — thread scope (``Mutex``, ``RWLock``, ``LockManager``, ``FileMutex``);
+* :mod:`lockkit.files` — process scope (``FileLock``, ``FileLockService``, ``LockInfo``);
+* :mod:`lockkit.redis` — host scope on Redis;
+* :mod:`lockkit.storage` — atomic writes, JSON documents and repositories, stores;
+* :mod:`lockkit.resilience` — retry, circuit breaker, retry budget, backoff;
+* :mod:`lockkit.exceptions` — every exception.
+
+Names are loaded on first use, so ``import lockkit`` stays cheap.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
-from typing import TypeVar
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from lockkit._atomic import AtomicWriter, atomic_write, sweep_temp_files
-from lockkit._backoff import Backoff
-from lockkit._breaker import BreakerStatistics, CircuitBreaker, CircuitState
-from lockkit._budget import BudgetStatistics, RetryBudget
-from lockkit._classify import ErrorClass, classify, parse_retry_after, register_rule
-from lockkit._crypto import EncryptionService
-from lockkit._document import (
-    JsonDocument,
-    JsonSerializer,
-    Serializer,
-    orjson_serializer,
-)
-from lockkit._filelock import FileLock
-from lockkit._filemutex import FileMutex, FileMutexMetrics, normalize_path
-from lockkit._holder import LockInfo
-from lockkit._http import fetch_with_retry
-from lockkit._manager import KeyLock, LockHandle, LockManager
-from lockkit._mutex import Mutex
-from lockkit._repository import BaseFileRepository, JsonRepository
-from lockkit._retry import Attempt, RetryDetails, RetryPolicy, retry, retry_testing
-from lockkit._rwlock import RWLock
-from lockkit._service import FileLockHandle, FileLockService, LockResult
-from lockkit._stats import LockStatistics
-from lockkit._store import (
-    ClientStore,
-    PersistentStore,
-    RefreshTokenStore,
-    SessionStore,
-    StoreStatistics,
-    flush_all_stores,
-    flush_stores_on_signal,
-)
 from lockkit._version import __version__
 from lockkit.exceptions import (
-    AbortError,
-    CircuitOpenError,
-    ConflictError,
     CorruptDataError,
     DeadlockError,
-    DecryptionError,
     LockFileError,
     LockkitError,
-    LockLostError,
     LockTimeoutError,
     NotOwnerError,
-    RetryAfterTooLongError,
-    StaleWriterError,
     StorageError,
-    StoreClosedError,
 )
 
-R = TypeVar("R")
+if TYPE_CHECKING:
+    from lockkit._internal.stats import LockStatistics
+    from lockkit.files import FileLock
+    from lockkit.resilience import CircuitBreaker, RetryPolicy, retry
+    from lockkit.storage import (
+        JsonDocument,
+        JsonRepository,
+        PersistentStore,
+        atomic_write,
+    )
+    from lockkit.sync import LockManager, Mutex, RWLock
+    from lockkit.sync._default import lock_manager, with_lock
 
-#: The process-wide default :class:`LockManager` used by :func:`with_lock`.
-lock_manager = LockManager("default")
+#: Where each lazily loaded name lives.
+_LAZY = {
+    "LockStatistics": "lockkit.sync",
+    "Mutex": "lockkit.sync",
+    "RWLock": "lockkit.sync",
+    "LockManager": "lockkit.sync",
+    "lock_manager": "lockkit.sync._default",
+    "with_lock": "lockkit.sync._default",
+    "FileLock": "lockkit.files",
+    "atomic_write": "lockkit.storage",
+    "JsonDocument": "lockkit.storage",
+    "JsonRepository": "lockkit.storage",
+    "PersistentStore": "lockkit.storage",
+    "retry": "lockkit.resilience",
+    "RetryPolicy": "lockkit.resilience",
+    "CircuitBreaker": "lockkit.resilience",
+}
+
+#: Names that left the top level; still importable from here, with a DeprecationWarning.
+_MOVED = {
+    **dict.fromkeys(
+        ["FileMutex", "FileMutexMetrics", "KeyLock", "LockHandle", "normalize_path"],
+        "lockkit.sync",
+    ),
+    **dict.fromkeys(["FileLockHandle", "FileLockService", "LockInfo", "LockResult"], "lockkit.files"),
+    **dict.fromkeys(
+        [
+            "AtomicWriter",
+            "BaseFileRepository",
+            "ClientStore",
+            "EncryptionService",
+            "JsonSerializer",
+            "RefreshTokenStore",
+            "Serializer",
+            "SessionStore",
+            "StoreStatistics",
+            "flush_all_stores",
+            "flush_stores_on_signal",
+            "orjson_serializer",
+            "sweep_temp_files",
+        ],
+        "lockkit.storage",
+    ),
+    **dict.fromkeys(
+        [
+            "Attempt",
+            "Backoff",
+            "BreakerStatistics",
+            "BudgetStatistics",
+            "CircuitState",
+            "ErrorClass",
+            "RetryBudget",
+            "RetryDetails",
+            "classify",
+            "fetch_with_retry",
+            "parse_retry_after",
+            "register_rule",
+            "retry_testing",
+        ],
+        "lockkit.resilience",
+    ),
+    **dict.fromkeys(
+        [
+            "AbortError",
+            "CircuitOpenError",
+            "ConflictError",
+            "DecryptionError",
+            "LockLostError",
+            "RetryAfterTooLongError",
+            "StaleWriterError",
+            "StoreClosedError",
+        ],
+        "lockkit.exceptions",
+    ),
+}
 
 
-def with_lock(key: Hashable, fn: Callable[[], R], *, timeout: float | None = None, shared: bool = False) -> R:
-    """Call ``fn()`` while holding ``key`` in the default :data:`lock_manager`.
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        module = _MOVED.get(name)
+        if module is None:
+            raise AttributeError(f"module 'lockkit' has no attribute {name!r}")
+        import warnings
 
-    Fairness: FIFO per key. Reentrancy: none (:class:`DeadlockError` if the calling
-    thread already holds ``key``).
+        warnings.warn(
+            f"lockkit.{name} moved to {module}.{name}; import it from there",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    value = getattr(importlib.import_module(module), name)
+    if name in _LAZY:
+        globals()[name] = value  # later lookups skip __getattr__
+    return value
 
-    Raises:
-        LockTimeoutError: ``timeout`` seconds passed before the key was free.
 
-    """
-    return lock_manager.with_lock(key, fn, timeout=timeout, shared=shared)
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [
-    "AbortError",
-    "AtomicWriter",
-    "Attempt",
-    "Backoff",
-    "BaseFileRepository",
-    "BreakerStatistics",
-    "BudgetStatistics",
     "CircuitBreaker",
-    "CircuitOpenError",
-    "CircuitState",
-    "ClientStore",
-    "ConflictError",
     "CorruptDataError",
     "DeadlockError",
-    "DecryptionError",
-    "EncryptionService",
-    "ErrorClass",
     "FileLock",
-    "FileLockHandle",
-    "FileLockService",
-    "FileMutex",
-    "FileMutexMetrics",
     "JsonDocument",
     "JsonRepository",
-    "JsonSerializer",
-    "KeyLock",
     "LockFileError",
-    "LockHandle",
-    "LockInfo",
-    "LockLostError",
     "LockManager",
-    "LockResult",
     "LockStatistics",
     "LockTimeoutError",
     "LockkitError",
@@ -118,30 +158,11 @@ __all__ = [
     "NotOwnerError",
     "PersistentStore",
     "RWLock",
-    "RefreshTokenStore",
-    "RetryAfterTooLongError",
-    "RetryBudget",
-    "RetryDetails",
     "RetryPolicy",
-    "Serializer",
-    "SessionStore",
-    "StaleWriterError",
     "StorageError",
-    "StoreClosedError",
-    "StoreStatistics",
     "__version__",
     "atomic_write",
-    "classify",
-    "fetch_with_retry",
-    "flush_all_stores",
-    "flush_stores_on_signal",
     "lock_manager",
-    "normalize_path",
-    "orjson_serializer",
-    "parse_retry_after",
-    "register_rule",
     "retry",
-    "retry_testing",
-    "sweep_temp_files",
     "with_lock",
 ]

@@ -2,6 +2,6 @@
 
 import sys
 
-from lockkit._cli import main
+from lockkit._tools.cli import main
 
 sys.exit(main())

@@ -26,19 +26,20 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError("lockkit.redis needs redis-py: pip install 'lockkit[redis]'") from exc
 
-from lockkit import _fork, _log
-from lockkit._classify import ErrorClass
-from lockkit._holder import LockInfo, hostname, start_token
-from lockkit._retry import RetryPolicy
-from lockkit._rwlock import RWLock
-from lockkit._stats import Counters, LockStatistics
-from lockkit._waitqueue import check_timeout, monotonic
+from lockkit._internal import fork as _fork
+from lockkit._internal import log as _log
+from lockkit._internal.deadline import check_timeout, monotonic
+from lockkit._internal.stats import Counters, LockStatistics
 from lockkit.exceptions import (
     DeadlockError,
     LockLostError,
     LockTimeoutError,
     NotOwnerError,
 )
+from lockkit.files._holder import LockInfo, hostname, start_token
+from lockkit.resilience._classify import ErrorClass
+from lockkit.resilience._retry import RetryPolicy
+from lockkit.sync._rwlock import RWLock
 
 __all__ = ["RedisLock", "RedisLockManager", "RedisLockStatistics"]
 
@@ -236,7 +237,7 @@ class RedisLock:
 
     Ownership: each hold belongs to the thread that took it (its own random token);
     release and renewal only ever touch the caller's own token, so a holder never
-    deletes a successor's lock. Reentrancy: none (:class:`~lockkit.DeadlockError`).
+    deletes a successor's lock. Reentrancy: none (:class:`~lockkit.exceptions.DeadlockError`).
 
     Lease: the key expires ``lease`` seconds after acquisition if the holder dies. With
     ``auto_renew`` a background thread extends it every ``lease / 3``. The lease
@@ -244,7 +245,7 @@ class RedisLock:
     never trusted past it: if a renewal fails, finds the lock gone, or cannot reach the
     server before the deadline, the hold is lost: ``on_lost(lock)`` is called, the
     :attr:`lost` flag is set, and the next :meth:`release` or :meth:`assert_held`
-    raises :class:`~lockkit.LockLostError`.
+    raises :class:`~lockkit.exceptions.LockLostError`.
 
     Fencing: every exclusive acquisition gets :attr:`fencing_token`, strictly greater
     than every earlier one for this name (an ``INCR`` inside the acquire script, never

@@ -20,10 +20,10 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from lockkit._holder import LockInfo
-from lockkit._manager import LockHandle, LockManager
-from lockkit._service import LockResult
 from lockkit.exceptions import LockkitError, LockTimeoutError, NotOwnerError
+from lockkit.files._holder import LockInfo
+from lockkit.files._service import LockResult
+from lockkit.sync._manager import LockHandle, LockManager
 
 R = TypeVar("R")
 Behavior = Literal["success", "timeout", "error", "locked"]
@@ -80,7 +80,7 @@ class MockLockHandle:
 
 
 class MockFileLockService:
-    """An in-memory stand-in for :class:`~lockkit.FileLockService`, with controls.
+    """An in-memory stand-in for :class:`~lockkit.files.FileLockService`, with controls.
 
     It enforces real mutual exclusion between threads (a FIFO lock per path), unless
     built with ``enforce_exclusion=False``, so tests that use it still catch races.
@@ -187,7 +187,7 @@ class MockFileLockService:
         return path in self._contention or self._locks.is_locked(path)
 
     def holder(self, resource_path: str | os.PathLike[str]) -> LockInfo | None:
-        """A :class:`~lockkit.LockInfo` for simulated contention, or for a real in-memory hold."""
+        """A :class:`~lockkit.files.LockInfo` for simulated contention, or for a real in-memory hold."""
         path = os.fspath(resource_path)
         self._record("holder", path, {})
         if path in self._contention:
@@ -467,10 +467,10 @@ def crash_child(
 
 def busy_locks() -> list[Hashable]:
     """Every live lockkit lock that is held or waited for right now (for leak checks)."""
-    from lockkit import _fork
-    from lockkit._filelock import FileLock
-    from lockkit._mutex import Mutex
-    from lockkit._rwlock import RWLock
+    from lockkit._internal import fork as _fork
+    from lockkit.files._filelock import FileLock
+    from lockkit.sync._mutex import Mutex
+    from lockkit.sync._rwlock import RWLock
 
     out: list[Hashable] = []
     for obj in list(_fork._registry):

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import lockkit
+import lockkit.sync
 
 
 def _mutex(timeout: float | None) -> Any:
@@ -26,7 +27,7 @@ def _manager_key(timeout: float | None) -> Any:
 
 
 def _filemutex(timeout: float | None) -> Any:
-    return lockkit.FileMutex().get_lock("some/../data.json", timeout=timeout)
+    return lockkit.sync.FileMutex().get_lock("some/../data.json", timeout=timeout)
 
 
 def _filelock(strategy: str) -> Callable[[float | None], Any]:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import lockkit
-from lockkit._atomic import TEMP_PATTERN
+import lockkit.storage
+from lockkit.storage._atomic import TEMP_PATTERN
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -99,7 +100,7 @@ def test_bad_mode() -> None:
 
 
 def test_atomic_writer_api(tmp_path: Path) -> None:
-    w = lockkit.AtomicWriter(fsync=False)
+    w = lockkit.storage.AtomicWriter(fsync=False)
     w.write(tmp_path / "a", "text")
     w.write(tmp_path / "b", b"bytes")
     w.write_json(tmp_path / "c.json", {"k": [1, 2]})
@@ -124,7 +125,7 @@ def test_sweep_removes_old_closed_leftovers_only(tmp_path: Path) -> None:
     keep.write_text("{}")
     os.utime(keep, (past, past))
     with open(held) as busy:
-        removed = lockkit.sweep_temp_files(tmp_path, older_than=3600)
+        removed = lockkit.storage.sweep_temp_files(tmp_path, older_than=3600)
         assert busy.readable()
     assert removed == [str(old)]
     assert young.exists() and held.exists() and keep.exists()

@@ -7,7 +7,9 @@ import threading
 import pytest
 
 import lockkit
-from lockkit import CircuitBreaker, CircuitState, RetryPolicy
+import lockkit.exceptions
+from lockkit import CircuitBreaker, RetryPolicy
+from lockkit.resilience import CircuitState
 from lockkit.testing import FakeClock
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,7 +35,7 @@ def test_opens_on_failure_rate_then_half_opens_and_closes() -> None:
     with pytest.raises(ConnectionResetError):  # the call that trips it raises its own error
         b.call(fail)
     assert b.state is CircuitState.OPEN
-    with pytest.raises(lockkit.CircuitOpenError) as info:
+    with pytest.raises(lockkit.exceptions.CircuitOpenError) as info:
         b.call(ok)
     assert info.value.retry_after == pytest.approx(10)
     t.advance(10)
@@ -101,7 +103,7 @@ def test_half_open_admits_bounded_probes() -> None:
     for p in probes:
         p.start()
     inside.wait()  # both probes are inside the guarded call
-    with pytest.raises(lockkit.CircuitOpenError, match="probe"):
+    with pytest.raises(lockkit.exceptions.CircuitOpenError, match="probe"):
         b.call(ok)
     release.set()
     for p in probes:
@@ -142,5 +144,5 @@ def test_policy_waits_for_open_breaker_only_if_it_fits_the_deadline() -> None:
     with pytest.raises(ConnectionResetError):  # half-open probe fails: open again for 3 s
         b.call(fail)
     too_short = fits.replace(timeout=1)
-    with pytest.raises(lockkit.CircuitOpenError):
+    with pytest.raises(lockkit.exceptions.CircuitOpenError):
         too_short.call(ok)

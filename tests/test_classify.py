@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 import lockkit
-from lockkit import ErrorClass, classify
+import lockkit.exceptions
+import lockkit.resilience
+from lockkit.resilience import ErrorClass, classify
 
 
 class FakeResponse:
@@ -79,8 +81,8 @@ CASES: list[tuple[Any, ErrorClass | None]] = [
     (KeyboardInterrupt(), ErrorClass.CANCELLED),
     (SystemExit(), ErrorClass.CANCELLED),
     (GeneratorExit(), ErrorClass.CANCELLED),
-    (lockkit.AbortError("stop"), ErrorClass.CANCELLED),
-    (lockkit.CircuitOpenError("open"), ErrorClass.CIRCUIT_OPEN),
+    (lockkit.exceptions.AbortError("stop"), ErrorClass.CANCELLED),
+    (lockkit.exceptions.CircuitOpenError("open"), ErrorClass.CIRCUIT_OPEN),
     (ValueError("bug"), ErrorClass.FATAL),
     (object(), ErrorClass.FATAL),
 ]
@@ -95,7 +97,7 @@ def test_user_rules_come_first_and_can_be_removed() -> None:
     class QuotaExceeded(Exception):
         pass
 
-    remove = lockkit.register_rule(lambda e: ErrorClass.RATE_LIMIT if isinstance(e, QuotaExceeded) else None)
+    remove = lockkit.resilience.register_rule(lambda e: ErrorClass.RATE_LIMIT if isinstance(e, QuotaExceeded) else None)
     try:
         assert classify(QuotaExceeded()) is ErrorClass.RATE_LIMIT
         assert classify(ValueError()) is ErrorClass.FATAL
@@ -125,5 +127,5 @@ NOW = 1_800_000_000.0
     ],
 )
 def test_parse_retry_after(value: Any, expected: float | None) -> None:
-    got = lockkit.parse_retry_after(value, now=lambda: NOW)
+    got = lockkit.resilience.parse_retry_after(value, now=lambda: NOW)
     assert got == pytest.approx(expected) if expected is not None else got is None

@@ -16,7 +16,7 @@ import proc_helpers
 import pytest
 
 import lockkit
-from lockkit import _holder
+from lockkit.files import _holder
 
 pytestmark = pytest.mark.timeout(120)
 ctx = multiprocessing.get_context("fork")
@@ -210,8 +210,8 @@ def test_forked_child_cannot_release_parent_hold(tmp_path: Path) -> None:
 
 
 def test_lock_descriptor_is_close_on_exec(tmp_path: Path) -> None:
-    from lockkit._filelock import lock_key
-    from lockkit._kernel import _states
+    from lockkit.files._filelock import lock_key
+    from lockkit.files._kernel import _states
 
     lock = lockkit.FileLock(tmp_path / "cx.lock")
     with lock:

@@ -12,7 +12,8 @@ from conftest import Worker, wait_queued
 from structlog.testing import capture_logs
 
 import lockkit
-from lockkit import _log
+import lockkit.sync
+from lockkit._internal import log as _log
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,7 +36,7 @@ def test_child_starts_with_free_locks() -> None:
     mutex = lockkit.Mutex()
     rw = lockkit.RWLock()
     manager = lockkit.LockManager()
-    fm = lockkit.FileMutex()
+    fm = lockkit.sync.FileMutex()
     release = threading.Event()
     held = threading.Event()
 

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import lockkit
+import lockkit.resilience
 from lockkit import RetryPolicy
 
 pytestmark = pytest.mark.timeout(60)
@@ -69,7 +70,7 @@ def test_503_with_retry_after_then_200(server: tuple[str, Script]) -> None:
     url, script = server
     script.plan["/a"] = [(503, {"Retry-After": "1"})]
     sleeps: list[float] = []
-    with lockkit.fetch_with_retry(url + "/a", policy=fast_policy(sleeps)) as response:
+    with lockkit.resilience.fetch_with_retry(url + "/a", policy=fast_policy(sleeps)) as response:
         assert response.status == 200 and response.read() == b'{"ok": true}'
     assert script.hits["/a"] == 2
     assert sleeps == [1.0]  # Retry-After was the floor of the wait
@@ -79,7 +80,7 @@ def test_client_error_is_raised_at_once(server: tuple[str, Script]) -> None:
     url, script = server
     script.plan["/missing"] = [(404, {})]
     with pytest.raises(urllib.error.HTTPError) as info:
-        lockkit.fetch_with_retry(url + "/missing", policy=fast_policy([]))
+        lockkit.resilience.fetch_with_retry(url + "/missing", policy=fast_policy([]))
     assert info.value.code == 404 and script.hits["/missing"] == 1
 
 
@@ -87,10 +88,10 @@ def test_post_is_not_retried_on_5xx_unless_idempotency_key(server: tuple[str, Sc
     url, script = server
     script.plan["/pay"] = [(503, {})]
     with pytest.raises(urllib.error.HTTPError):
-        lockkit.fetch_with_retry(url + "/pay", method="POST", data=b"x", policy=fast_policy([]))
+        lockkit.resilience.fetch_with_retry(url + "/pay", method="POST", data=b"x", policy=fast_policy([]))
     assert script.hits["/pay"] == 1
     script.plan["/pay2"] = [(503, {})]
-    with lockkit.fetch_with_retry(
+    with lockkit.resilience.fetch_with_retry(
         url + "/pay2", method="POST", data=b"x", headers={"Idempotency-Key": "k1"}, policy=fast_policy([])
     ) as response:
         assert response.status == 200
@@ -100,7 +101,7 @@ def test_post_is_not_retried_on_5xx_unless_idempotency_key(server: tuple[str, Sc
 def test_post_is_retried_on_429(server: tuple[str, Script]) -> None:
     url, script = server
     script.plan["/rl"] = [(429, {"Retry-After": "0"})]
-    with lockkit.fetch_with_retry(url + "/rl", method="POST", data=b"x", policy=fast_policy([])) as response:
+    with lockkit.resilience.fetch_with_retry(url + "/rl", method="POST", data=b"x", policy=fast_policy([])) as response:
         assert response.status == 200
     assert script.hits["/rl"] == 2
 
@@ -112,10 +113,10 @@ def test_connect_errors_are_retried_for_any_method() -> None:
     attempts: list[int] = []
     p = RetryPolicy(sleep=lambda _: None, on_retry=lambda d: attempts.append(d.attempt))
     with pytest.raises(urllib.error.URLError):
-        lockkit.fetch_with_retry(f"http://127.0.0.1:{port}/", method="POST", data=b"x", policy=p)
+        lockkit.resilience.fetch_with_retry(f"http://127.0.0.1:{port}/", method="POST", data=b"x", policy=p)
     assert attempts == [1, 2]
 
 
 def test_bad_url() -> None:
     with pytest.raises(ValueError, match="http"):
-        lockkit.fetch_with_retry("file:///etc/passwd")
+        lockkit.resilience.fetch_with_retry("file:///etc/passwd")

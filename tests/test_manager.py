@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 import lockkit
+import lockkit.sync
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -138,7 +139,7 @@ def test_reference_counting_any_interleaving(ops: list[tuple[int, str]]) -> None
 
 
 def test_wait_for_pending(tmp_path: Path) -> None:
-    fm = lockkit.FileMutex()
+    fm = lockkit.sync.FileMutex()
     h = fm.acquire(tmp_path / "x.json")
     assert fm.has_pending_operations()
     w = Worker(lambda: fm.wait_for_pending(timeout=10))
@@ -150,7 +151,7 @@ def test_wait_for_pending(tmp_path: Path) -> None:
 
 
 def test_filemutex_normalises_paths(tmp_path: Path) -> None:
-    fm = lockkit.FileMutex()
+    fm = lockkit.sync.FileMutex()
     (tmp_path / "sub").mkdir()
     target = tmp_path / "b.json"
     target.write_text("{}")
@@ -166,7 +167,7 @@ def test_filemutex_normalises_paths(tmp_path: Path) -> None:
 
 
 def test_filemutex_metrics_and_deep_queue_warning(tmp_path: Path) -> None:
-    fm = lockkit.FileMutex()
+    fm = lockkit.sync.FileMutex()
     path = tmp_path / "hot.json"
     with capture_logs() as logs:
         h = fm.acquire(path)
@@ -181,7 +182,7 @@ def test_filemutex_metrics_and_deep_queue_warning(tmp_path: Path) -> None:
     assert m.overall.acquisitions == 13
     assert m.overall.contentions == 12 and m.overall.peak_queue == 12
     (key,) = m.files
-    assert key == lockkit.normalize_path(path)
+    assert key == lockkit.sync.normalize_path(path)
     assert m.files[key].acquisitions == 13 and m.files[key].peak_queue == 12
     assert m.average_wait > 0
 
@@ -189,9 +190,9 @@ def test_filemutex_metrics_and_deep_queue_warning(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad", ["", "a\0b"])
 def test_normalize_path_rejects_bad_paths(bad: str) -> None:
     with pytest.raises(ValueError, match="NUL"):
-        lockkit.normalize_path(bad)
+        lockkit.sync.normalize_path(bad)
 
 
 def test_normalize_path_rejects_bytes() -> None:
     with pytest.raises(TypeError):
-        lockkit.normalize_path(b"x")  # type: ignore[arg-type]
+        lockkit.sync.normalize_path(b"x")  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ import pytest
 from conftest import Worker, wait_queued
 
 import lockkit
-from lockkit._waitqueue import SXQueue, Waiter, park
+from lockkit.sync._waitqueue import SXQueue, Waiter, park
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -16,6 +16,8 @@ from conftest import Worker
 from redis_server import RedisServer, require_redis_server
 
 import lockkit
+import lockkit.exceptions
+import lockkit.resilience
 
 redis = pytest.importorskip("redis")
 from lockkit.redis import RedisLock, RedisLockManager  # noqa: E402
@@ -84,7 +86,7 @@ def test_release_never_deletes_a_successors_lock(client: Any) -> None:
     threading.Event().wait(0.5)  # let the lease run out (the scenario is time itself)
     second = RedisLock(client, "succ", lease=10)
     assert second.acquire(timeout=1)
-    with pytest.raises(lockkit.LockLostError):
+    with pytest.raises(lockkit.exceptions.LockLostError):
         first.release()
     assert second.locked() and second.holder() is not None  # untouched by the stale release
     second.release()
@@ -228,12 +230,12 @@ def _paused_holder(port: int, doc_path: str, ready: Any, resumed: Any, out: Any)
     try:
         lockkit.JsonDocument(doc_path).write("from the paused holder", fencing_token=token)
         out.put(("write", "accepted"))
-    except lockkit.StaleWriterError:
+    except lockkit.exceptions.StaleWriterError:
         out.put(("write", "rejected"))
     try:
         lock.release()
         out.put(("release", "ok"))
-    except lockkit.LockLostError:
+    except lockkit.exceptions.LockLostError:
         out.put(("release", "LockLostError"))
 
 
@@ -271,10 +273,10 @@ def test_redis_restart_during_a_hold_fires_on_lost(server: RedisServer, client: 
     assert lock.lost
     other = RedisLock(redis.Redis(port=server.port), "restart", lease=5)
     assert other.acquire(timeout=2)  # the new holder; the old one knows it lost
-    with pytest.raises(lockkit.LockLostError):
+    with pytest.raises(lockkit.exceptions.LockLostError):
         lock.release()
-    with pytest.raises(lockkit.LockLostError):
-        lock.assert_held() if lock._holds else (_ for _ in ()).throw(lockkit.LockLostError("released"))
+    with pytest.raises(lockkit.exceptions.LockLostError):
+        lock.assert_held() if lock._holds else (_ for _ in ()).throw(lockkit.exceptions.LockLostError("released"))
     first = other.fencing_token
     other.release()
     again = RedisLock(redis.Redis(port=server.port), "restart")
@@ -328,7 +330,9 @@ def test_transient_errors_are_retried_within_the_callers_timeout(client: Any, mo
 
     monkeypatch.setattr(lock, "_acquire_script", down)
     slow = lockkit.RetryPolicy(attempts=6, timeout=5.0, wait_initial=1.0, wait_max=1.0, jitter=0.0, on_retry=None)
-    monkeypatch.setattr(lockkit.redis, "_TRANSIENT", slow.replace(retry_on=frozenset({lockkit.ErrorClass.TRANSIENT})))
+    monkeypatch.setattr(
+        lockkit.redis, "_TRANSIENT", slow.replace(retry_on=frozenset({lockkit.resilience.ErrorClass.TRANSIENT}))
+    )
     started = time.monotonic()
     with pytest.raises(redis.ConnectionError):
         lock.acquire(timeout=0.3)

@@ -13,8 +13,11 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 import lockkit
-from lockkit import ErrorClass, RetryPolicy
-from lockkit._backoff import backoff_delay
+import lockkit.exceptions
+import lockkit.resilience
+from lockkit import RetryPolicy
+from lockkit.resilience import ErrorClass
+from lockkit.resilience._backoff import backoff_delay
 from lockkit.testing import FakeClock
 
 pytestmark = pytest.mark.timeout(60)
@@ -54,7 +57,9 @@ def test_last_exception_is_reraised_as_is() -> None:
     assert info.value is last
 
 
-@pytest.mark.parametrize("exc", [KeyboardInterrupt(), lockkit.AbortError("stop"), SystemExit(3), GeneratorExit()])
+@pytest.mark.parametrize(
+    "exc", [KeyboardInterrupt(), lockkit.exceptions.AbortError("stop"), SystemExit(3), GeneratorExit()]
+)
 def test_cancellation_is_never_retried_even_by_a_catch_all_predicate(exc: BaseException) -> None:
     t = FakeClock(0.0)
     fn = flaky([exc])
@@ -64,7 +69,9 @@ def test_cancellation_is_never_retried_even_by_a_catch_all_predicate(exc: BaseEx
     assert t.sleeps == []
 
 
-@pytest.mark.parametrize("exc", [ValueError("bug"), PermissionError(13, "denied"), lockkit.CircuitOpenError("x")])
+@pytest.mark.parametrize(
+    "exc", [ValueError("bug"), PermissionError(13, "denied"), lockkit.exceptions.CircuitOpenError("x")]
+)
 def test_fatal_errors_are_not_retried_by_default(exc: BaseException) -> None:
     t = FakeClock(0.0)
     fn = flaky([exc])
@@ -109,7 +116,7 @@ def test_retry_after_is_a_floor_and_capped() -> None:
 def test_retry_after_beyond_deadline_fails_at_once() -> None:
     t = FakeClock(0.0)
     err = urllib.error.HTTPError("http://x", 429, "slow down", {"Retry-After": "8"}, io.BytesIO())  # type: ignore[arg-type]
-    with pytest.raises(lockkit.RetryAfterTooLongError) as info:
+    with pytest.raises(lockkit.exceptions.RetryAfterTooLongError) as info:
         policy(t, timeout=5.0).call(flaky([err]))
     assert info.value.delay == 8.0
     assert info.value.__cause__ is err
@@ -133,7 +140,7 @@ def test_jitter_bounds(attempt: int, initial: float, extra: float, jitter: float
 
 def test_hooks_get_details_without_arguments() -> None:
     t = FakeClock(0.0)
-    seen: list[lockkit.RetryDetails] = []
+    seen: list[lockkit.resilience.RetryDetails] = []
     p = policy(t).replace(on_retry=seen.append)
     secret = "tok_live_123"
 
@@ -193,7 +200,7 @@ def test_policy_validation() -> None:
 
 def test_retry_testing_is_scoped_to_the_thread() -> None:
     p = RetryPolicy(wait_initial=5, wait_max=5, on_retry=None)
-    with lockkit.retry_testing(max_attempts=2):
+    with lockkit.resilience.retry_testing(max_attempts=2):
         fn = flaky([ConnectionResetError(), ConnectionResetError()])
         with pytest.raises(ConnectionResetError):
             p.call(fn)  # no 5 s wait, and only two attempts
@@ -201,7 +208,7 @@ def test_retry_testing_is_scoped_to_the_thread() -> None:
         flag: list[bool] = []
 
         def other_thread() -> None:
-            from lockkit import _retry
+            from lockkit.resilience import _retry
 
             flag.append(getattr(_retry._testing, "state", None) is None)
 
@@ -212,7 +219,7 @@ def test_retry_testing_is_scoped_to_the_thread() -> None:
 
 
 def test_budget_exhaustion_across_threads() -> None:
-    budget = lockkit.RetryBudget(ratio=0.0, min_per_second=0.0, burst=5)
+    budget = lockkit.resilience.RetryBudget(ratio=0.0, min_per_second=0.0, burst=5)
     p = RetryPolicy(budget=budget, attempts=10, on_retry=None, wait_initial=0, wait_max=0)
     calls = [0]
     lock = threading.Lock()
@@ -238,7 +245,7 @@ def test_budget_exhaustion_across_threads() -> None:
 
 def test_budget_refills_over_time() -> None:
     t = FakeClock(0.0)
-    b = lockkit.RetryBudget(ratio=0.5, min_per_second=1.0, burst=2, clock=t)
+    b = lockkit.resilience.RetryBudget(ratio=0.5, min_per_second=1.0, burst=2, clock=t)
     assert b.try_withdraw() and b.try_withdraw()
     assert b.try_withdraw() is False
     b.deposit()

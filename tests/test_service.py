@@ -12,13 +12,14 @@ import pytest
 from conftest import Worker
 
 import lockkit
+import lockkit.files
 
 pytestmark = pytest.mark.timeout(60)
 ctx = multiprocessing.get_context("fork")
 
 
 def test_acquire_release_and_paths(tmp_path: Path) -> None:
-    svc = lockkit.FileLockService()
+    svc = lockkit.files.FileLockService()
     resource = tmp_path / "data.json"
     result = svc.acquire(resource)
     assert result and result.handle is not None
@@ -35,7 +36,7 @@ def test_acquire_release_and_paths(tmp_path: Path) -> None:
 
 
 def test_lock_dir_names_are_unique_per_path(tmp_path: Path) -> None:
-    svc = lockkit.FileLockService(lock_dir=tmp_path / "locks")
+    svc = lockkit.files.FileLockService(lock_dir=tmp_path / "locks")
     (tmp_path / "locks").mkdir()
     a = svc.lock_path_for(tmp_path / "a" / "x.json")
     b = svc.lock_path_for(tmp_path / "b" / "x.json")
@@ -45,7 +46,7 @@ def test_lock_dir_names_are_unique_per_path(tmp_path: Path) -> None:
 
 
 def test_failure_reasons(tmp_path: Path) -> None:
-    svc = lockkit.FileLockService(default_timeout=0.1)
+    svc = lockkit.files.FileLockService(default_timeout=0.1)
     resource = tmp_path / "busy.json"
     ready = ctx.Event()
     child = ctx.Process(target=proc_helpers.hold_forever, args=(str(resource) + ".lock", "kernel", ready))
@@ -68,7 +69,7 @@ def test_failure_reasons(tmp_path: Path) -> None:
 
 
 def test_with_lock_and_shared(tmp_path: Path) -> None:
-    svc = lockkit.FileLockService()
+    svc = lockkit.files.FileLockService()
     assert svc.with_lock(tmp_path / "r.json", lambda: 7) == 7
     a = svc.acquire(tmp_path / "r.json", type="shared")
     b = Worker(lambda: svc.acquire(tmp_path / "r.json", type="shared", timeout=1).success).join()
@@ -79,7 +80,7 @@ def test_with_lock_and_shared(tmp_path: Path) -> None:
 
 
 def test_acquire_many_sorted_and_all_or_nothing(tmp_path: Path) -> None:
-    svc = lockkit.FileLockService()
+    svc = lockkit.files.FileLockService()
     paths = [tmp_path / n for n in ("c.json", "a.json", "b.json", "a.json")]
     result = svc.acquire_many(paths)
     assert result and result.handle is not None

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 import lockkit
-from lockkit._atomic import TEMP_PATTERN
+import lockkit.exceptions
+import lockkit.storage
+from lockkit.storage._atomic import TEMP_PATTERN
 
 pytestmark = pytest.mark.timeout(180)
 ctx = multiprocessing.get_context("fork")
@@ -69,7 +71,7 @@ def test_unserialisable_value_fails_before_writing(tmp_path: Path) -> None:
 def test_optimistic_versions(tmp_path: Path) -> None:
     doc = lockkit.JsonDocument(tmp_path / "v.json")
     assert doc.write("a", expected_version=0) == 1
-    with pytest.raises(lockkit.ConflictError) as info:
+    with pytest.raises(lockkit.exceptions.ConflictError) as info:
         doc.write("b", expected_version=0)
     assert info.value.expected == 0 and info.value.actual == 1
     assert doc.write("b", expected_version=1) == 2 and doc.read() == "b"
@@ -79,12 +81,12 @@ def test_fencing_rejects_older_writer(tmp_path: Path) -> None:
     repo = lockkit.JsonRepository(tmp_path / "r")
     repo.put("k", 1, fencing_token=5)
     repo.put("k", 2, fencing_token=5)  # equal is the same holder writing again
-    with pytest.raises(lockkit.StaleWriterError) as info:
+    with pytest.raises(lockkit.exceptions.StaleWriterError) as info:
         repo.modify("k", lambda v: v + 100, fencing_token=4)
     assert info.value.token == 4 and info.value.latest == 5
     assert repo.get("k") == 2
     repo.put("k", 3, fencing_token=9)
-    with pytest.raises(lockkit.StaleWriterError):
+    with pytest.raises(lockkit.exceptions.StaleWriterError):
         repo.put("k", 0, fencing_token=5)
 
 
@@ -96,7 +98,7 @@ def test_fencing_with_filelock_tokens(tmp_path: Path) -> None:
     with lock:
         new = lock.fencing_token
     doc.write("from the new holder", fencing_token=new)
-    with pytest.raises(lockkit.StaleWriterError):
+    with pytest.raises(lockkit.exceptions.StaleWriterError):
         doc.write("from a paused old holder", fencing_token=old)
 
 
@@ -195,7 +197,7 @@ def test_modify_many_is_deadlock_free(tmp_path: Path) -> None:
 
 
 def test_base_file_repository(tmp_path: Path) -> None:
-    class Settings(lockkit.BaseFileRepository):
+    class Settings(lockkit.storage.BaseFileRepository):
         def bump(self) -> int:
             return int(self.modify_with_lock("settings.json", lambda v: {"n": (v or {"n": 0})["n"] + 1})["n"])
 
@@ -289,5 +291,5 @@ def test_crash_safety_200_sigkills(tmp_path: Path) -> None:
         assert len(value["pad"]) == BIG and set(value["pad"]) == {str(value["gen"] % 10)}
         seen.add(value["gen"])
     assert len(seen) > 1  # the children did get writes through
-    lockkit.sweep_temp_files(tmp_path, older_than=0)
+    lockkit.storage.sweep_temp_files(tmp_path, older_than=0)
     assert [n for n in os.listdir(tmp_path) if TEMP_PATTERN.search(n)] == []

@@ -15,6 +15,8 @@ import pytest
 from structlog.testing import capture_logs
 
 import lockkit
+import lockkit.exceptions
+import lockkit.storage
 
 pytestmark = pytest.mark.timeout(120)
 ctx = multiprocessing.get_context("fork")
@@ -22,8 +24,8 @@ KEY = bytes(range(32))
 OTHER = bytes(range(1, 33))
 
 
-def codec(*keys: bytes) -> lockkit.EncryptionService:
-    return lockkit.EncryptionService(list(keys) or [KEY])
+def codec(*keys: bytes) -> lockkit.storage.EncryptionService:
+    return lockkit.storage.EncryptionService(list(keys) or [KEY])
 
 
 # -- EncryptionService --------------------------------------------------------------------
@@ -36,7 +38,7 @@ def test_round_trip_and_rotation(tmp_path: Path) -> None:
     rotated = codec(OTHER, KEY)  # new key first, old key still accepted
     assert rotated.decrypt_from_file(path) == b"payload"
     rotated.encrypt_to_file(path, b"fresh")
-    with pytest.raises(lockkit.DecryptionError):
+    with pytest.raises(lockkit.exceptions.DecryptionError):
         old.decrypt_from_file(path)  # written with the new key now
     assert rotated.decrypt(rotated.encrypt(b"x", associated_data=b"ad"), associated_data=b"ad") == b"x"
 
@@ -58,7 +60,7 @@ def test_decryption_failures_name_the_file_not_the_key(tmp_path: Path, damage: s
     else:
         path.write_bytes(other.read_bytes())  # a file copied over another is rejected
     before = path.read_bytes()
-    with pytest.raises(lockkit.DecryptionError) as info:
+    with pytest.raises(lockkit.exceptions.DecryptionError) as info:
         reader.decrypt_from_file(path)
     message = str(info.value)
     assert str(path) in message and info.value.path == str(path)
@@ -69,18 +71,18 @@ def test_decryption_failures_name_the_file_not_the_key(tmp_path: Path, damage: s
 
 
 def test_keys_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    key = lockkit.EncryptionService.generate_key()
-    monkeypatch.setenv("LOCKKIT_KEY", lockkit.EncryptionService.encode_key(key) + "," + KEY.hex())
-    svc = lockkit.EncryptionService.from_env()
+    key = lockkit.storage.EncryptionService.generate_key()
+    monkeypatch.setenv("LOCKKIT_KEY", lockkit.storage.EncryptionService.encode_key(key) + "," + KEY.hex())
+    svc = lockkit.storage.EncryptionService.from_env()
     assert codec(key).decrypt(svc.encrypt(b"x")) == b"x"
     monkeypatch.delenv("LOCKKIT_KEY")
     with pytest.raises(KeyError, match="LOCKKIT_KEY"):
-        lockkit.EncryptionService.from_env()
+        lockkit.storage.EncryptionService.from_env()
     kf = tmp_path / "keys"
-    kf.write_text(f"# rotation\n{lockkit.EncryptionService.encode_key(key)}\n")
-    assert lockkit.EncryptionService.from_file(kf).decrypt(svc.encrypt(b"y")) == b"y"
+    kf.write_text(f"# rotation\n{lockkit.storage.EncryptionService.encode_key(key)}\n")
+    assert lockkit.storage.EncryptionService.from_file(kf).decrypt(svc.encrypt(b"y")) == b"y"
     with pytest.raises(ValueError, match="32 bytes"):
-        lockkit.EncryptionService(b"short")
+        lockkit.storage.EncryptionService(b"short")
     assert "keys=1" in repr(codec()) and KEY.hex() not in repr(codec())
 
 
@@ -133,7 +135,7 @@ def test_flush_after_10000_changes_holds_the_last_state(tmp_path: Path, mode: st
     if mode == "debounced":
         assert stats.saves <= n / 100  # coalesced: far fewer writes than changes
     store.close()
-    with pytest.raises(lockkit.StoreClosedError):
+    with pytest.raises(lockkit.exceptions.StoreClosedError):
         store["late"] = 1
 
 
@@ -166,7 +168,7 @@ def test_debounced_keeps_one_save_per_window_under_a_steady_stream(tmp_path: Pat
 
 
 def test_concurrent_create_read_delete_sessions(tmp_path: Path) -> None:
-    store = lockkit.SessionStore(tmp_path / "sessions.enc", codec=codec())
+    store = lockkit.storage.SessionStore(tmp_path / "sessions.enc", codec=codec())
     errors: list[BaseException] = []
 
     def create(i: int) -> None:
@@ -248,14 +250,14 @@ def test_encrypted_store_damage_is_decryption_error_without_overwrite(tmp_path: 
     elif damage == "swapped":
         path.write_bytes(other.read_bytes())
     before = path.read_bytes()
-    with pytest.raises(lockkit.DecryptionError):
+    with pytest.raises(lockkit.exceptions.DecryptionError):
         lockkit.PersistentStore(path, codec=reader)
     assert path.read_bytes() == before
 
 
 def test_failed_background_save_is_logged_and_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = lockkit.PersistentStore(tmp_path / "r.json", save="background", fsync=False)
-    from lockkit import _store
+    from lockkit.storage import _store
 
     real = _store.atomic_write
     failures = [2]
@@ -329,7 +331,7 @@ def test_no_secret_in_logs_or_errors(tmp_path: Path, monkeypatch: pytest.MonkeyP
     secret_key = "sid-9f8e7d6c"
     texts: list[str] = []
     with capture_logs() as logs:
-        store = lockkit.RefreshTokenStore(tmp_path / "rt.enc", codec=codec(), debounce=0.01)
+        store = lockkit.storage.RefreshTokenStore(tmp_path / "rt.enc", codec=codec(), debounce=0.01)
         store[secret_key] = secret_value
         for op in (lambda: store["missing-" + secret_key], lambda: store.pop("gone-" + secret_key)):
             with pytest.raises(KeyError) as info:
@@ -341,7 +343,7 @@ def test_no_secret_in_logs_or_errors(tmp_path: Path, monkeypatch: pytest.MonkeyP
         texts.append(repr(store))
         store.flush()
         (tmp_path / "rt.enc").write_bytes(b"garbage")
-        with pytest.raises(lockkit.DecryptionError) as info3:
+        with pytest.raises(lockkit.exceptions.DecryptionError) as info3:
             lockkit.PersistentStore(tmp_path / "rt.enc", codec=codec())
         texts.append(str(info3.value))
         store.close()
@@ -352,12 +354,12 @@ def test_no_secret_in_logs_or_errors(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_ready_made_stores_and_flush_all(tmp_path: Path) -> None:
-    clients = lockkit.ClientStore(tmp_path / "clients.json")
+    clients = lockkit.storage.ClientStore(tmp_path / "clients.json")
     clients["app"] = {"redirect": "https://example.test/cb"}
     assert lockkit.PersistentStore(tmp_path / "clients.json").get("app") is not None  # immediate
-    sessions = lockkit.SessionStore(tmp_path / "sessions.json")
+    sessions = lockkit.storage.SessionStore(tmp_path / "sessions.json")
     sessions["s"] = 1
-    assert lockkit.flush_all_stores(5)
+    assert lockkit.storage.flush_all_stores(5)
     assert lockkit.PersistentStore(tmp_path / "sessions.json").get("s") == 1
     sessions.close()
     clients.close()

@@ -2,7 +2,7 @@
 
 import sys
 
-from lockkit._bench import main
+from lockkit._tools.bench import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lockkit
+import lockkit.sync
 
 
 def use_mutex() -> int:
@@ -27,7 +28,7 @@ def use_rwlock() -> bool:
 
 def use_manager() -> str:
     manager = lockkit.LockManager()
-    handle: lockkit.LockHandle = manager.acquire("user:1", timeout=1.0)
+    handle: lockkit.sync.LockHandle = manager.acquire("user:1", timeout=1.0)
     handle()
     with manager.lock("a", "b", timeout=1.0) as handles:
         assert len(handles) == 2
@@ -35,9 +36,9 @@ def use_manager() -> str:
 
 
 def use_filemutex() -> float:
-    fm = lockkit.FileMutex()
+    fm = lockkit.sync.FileMutex()
     result: int = fm.with_lock("data.json", lambda: 3)
-    metrics: lockkit.FileMutexMetrics = fm.metrics()
+    metrics: lockkit.sync.FileMutexMetrics = fm.metrics()
     return metrics.average_wait + result
 
 

@@ -1,0 +1,266 @@
+"""The ``lockkit`` command: run, status, break, sweep, bench, demo.
+
+Exit codes: 0 success; for ``run`` the command's own status; the ``-E`` code (default 1)
+when ``run`` cannot get the lock; 2 usage error; 66 a directory to sweep does not exist;
+69 (EX_UNAVAILABLE) a lock file or a needed tool cannot be used; 75 (EX_TEMPFAIL)
+``break`` refused because the holder may be alive; 127 the command to run was not found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from lockkit.exceptions import LockFileError
+from lockkit.files._filelock import FileLock
+from lockkit.files._holder import LockInfo, dead_reason
+from lockkit.files._kernel import kernel_mode, read_holder
+from lockkit.files._marker import break_marker, marker_holder, read_marker, stale_reason
+
+EX_NOINPUT = 66
+EX_UNAVAILABLE = 69
+EX_TEMPFAIL = 75
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lockkit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="hold a file lock while a command runs (like flock(1))")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("-s", "--shared", action="store_true", help="take a shared lock")
+    mode.add_argument("-x", "--exclusive", action="store_true", help="take an exclusive lock (the default)")
+    run.add_argument("-n", "--nonblock", action="store_true", help="fail at once if the lock is held")
+    run.add_argument("-w", "--wait", type=float, metavar="SECONDS", help="wait at most SECONDS for the lock")
+    run.add_argument(
+        "-E",
+        "--conflict-exit-code",
+        type=int,
+        default=1,
+        metavar="CODE",
+        help="exit code when the lock cannot be had (default 1)",
+    )
+    run.add_argument(
+        "--strategy", choices=["kernel", "marker"], default="kernel", help="lock strategy (default kernel)"
+    )
+    run.add_argument("lockfile", help="the lock file")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND...", help="the command to run")
+
+    status = sub.add_parser("status", help="show who holds lock files")
+    status.add_argument("paths", nargs="+", metavar="PATH", help="lock files")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument(
+        "--stale-after", type=float, default=300.0, help="marker staleness threshold in seconds (default 300)"
+    )
+
+    brk = sub.add_parser("break", help="break a marker lock whose holder is provably dead")
+    brk.add_argument("path", help="the marker lock file")
+    brk.add_argument("--if-dead", action="store_true", required=True, help="required: break only on proof of death")
+
+    sweep = sub.add_parser("sweep", help="remove leftover temp files of crashed writers")
+    sweep.add_argument("directory", help="the directory to sweep")
+    sweep.add_argument("--older-than", type=float, default=3600.0, metavar="SECONDS", help="minimum age (default 3600)")
+
+    bench = sub.add_parser("bench", help="benchmark tables: lockkit beside its peers", add_help=False)
+    bench.add_argument("args", nargs=argparse.REMAINDER)
+
+    demo = sub.add_parser("demo", help="a threaded WSGI app under gunicorn, with locks off and on")
+    demo.add_argument("--requests", type=int, default=2000, help="transfers per run (default 2000)")
+    demo.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    demo.add_argument("--threads", type=int, default=8, help="threads per worker (default 8)")
+    demo.add_argument("--connections", type=int, default=32, help="concurrent client connections (default 32)")
+    demo.add_argument("--keep", action="store_true", help="keep the data directories")
+    demo.add_argument("--serve", action="store_true", help="then keep serving the locked app until Ctrl-C")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lockkit`` console script and ``python -m lockkit``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["bench"]:  # the benchmark runner parses its own options
+        from lockkit._tools.bench import main as bench_main
+
+        return bench_main(args[1:])
+    ns = _parser().parse_args(args)
+    handler = {"run": _run, "status": _status, "break": _break, "sweep": _sweep, "demo": _demo}[ns.command]
+    return handler(ns)
+
+
+def _err(message: str) -> None:
+    print(f"lockkit: {message}", file=sys.stderr)
+
+
+def _run(ns: argparse.Namespace) -> int:
+    cmd = ns.cmd[1:] if ns.cmd[:1] == ["--"] else ns.cmd
+    if not cmd:
+        _err("run needs a command after the lock file (lockkit run LOCKFILE -- COMMAND...)")
+        return 2
+    if ns.nonblock and ns.wait is not None:
+        _err("-n and -w cannot be combined")
+        return 2
+    timeout = 0.0 if ns.nonblock else ns.wait
+    try:
+        lock = FileLock(ns.lockfile, shared=ns.shared, strategy=ns.strategy)
+        if not lock.acquire(timeout=timeout):
+            holder = lock.timeout_error(timeout).holder
+            _err(f"{ns.lockfile} is locked" + (f" (held by {holder})" if holder else ""))
+            return int(ns.conflict_exit_code)
+    except (LockFileError, ValueError) as exc:
+        _err(str(exc))
+        return EX_UNAVAILABLE
+    pending: list[int] = []
+    child: subprocess.Popen[bytes] | None = None
+
+    def forward(signum: int, frame: Any) -> None:
+        if child is None:
+            pending.append(signum)  # arrived before the command started: delivered right after
+        else:
+            child.send_signal(signum)
+
+    # Handlers first, then the command: no window in which a signal kills lockkit and orphans it.
+    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+    previous = {sig: signal.signal(sig, forward) for sig in forwarded}
+    try:
+        try:
+            child = subprocess.Popen(cmd, close_fds=True)  # the lock descriptor is CLOEXEC as well
+        except FileNotFoundError:
+            _err(f"command not found: {cmd[0]}")
+            return 127
+        except PermissionError:
+            _err(f"command not executable: {cmd[0]}")
+            return 126
+        for signum in pending:
+            child.send_signal(signum)
+        code = child.wait()
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        lock.release()
+    return 128 - code if code < 0 else code  # killed by a signal: the shell's 128+N
+
+
+def _describe(path: str, stale_after: float) -> dict[str, Any]:
+    out: dict[str, Any] = {"path": path}
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1)
+    except FileNotFoundError:
+        return {**out, "state": "free", "exists": False}
+    except OSError as exc:
+        return {**out, "state": "unknown", "error": exc.strerror}
+    info: LockInfo | None
+    if head == b"{":
+        out["strategy"] = "marker"
+        info = marker_holder(path)
+        seen = read_marker(path)
+        if info is None or seen is None:
+            return {**out, "state": "free"}
+        reason = stale_reason(seen[0], seen[1], stale_after)
+        out.update(state="held", mode="exclusive", stale=reason is not None, stale_reason=reason)
+    else:
+        out["strategy"] = "kernel"
+        mode = kernel_mode(path)
+        token, info = read_holder(path)
+        out["fencing_token"] = token
+        if mode is None:
+            return {**out, "state": "free"}
+        out.update(state="held", mode=mode)
+        if mode == "shared":
+            info = None
+    if info is not None:
+        out.update(
+            pid=info.pid,
+            host=info.hostname,
+            thread=info.thread,
+            held_for=None if info.held_for is None else round(info.held_for, 3),
+            fencing_token=info.fencing_token or out.get("fencing_token", 0),
+        )
+    return out
+
+
+def _status(ns: argparse.Namespace) -> int:
+    rows = [_describe(os.path.abspath(p), ns.stale_after) for p in ns.paths]
+    if ns.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        if r["state"] != "held":
+            extra = f" (last fencing token {r['fencing_token']})" if r.get("fencing_token") else ""
+            print(f"{r['path']}: {r['state']}{extra}")
+            continue
+        who = f" by pid {r['pid']} on {r['host']} (thread {r['thread']!r})" if r.get("pid") else ""
+        held = f" for {r['held_for']:.1f} s" if r.get("held_for") is not None else ""
+        token = f", fencing token {r['fencing_token']}" if r.get("fencing_token") else ""
+        stale = ""
+        if r.get("strategy") == "marker":
+            stale = f"; STALE: {r['stale_reason']}" if r["stale"] else "; not stale"
+        print(f"{r['path']}: held {r['mode']}{who}{held}{token} [{r['strategy']}]{stale}")
+    return 0
+
+
+def _break(ns: argparse.Namespace) -> int:
+    path = os.path.abspath(ns.path)
+    try:
+        seen = read_marker(path)
+    except LockFileError as exc:
+        _err(str(exc))
+        return EX_UNAVAILABLE
+    if seen is None:
+        print(f"{path}: no marker, nothing to break")
+        return 0
+    st, info = seen
+    if st.st_size and not _looks_like_marker(path):
+        _err(f"{path} is a kernel lock file: the kernel releases it when its holder dies, nothing to break")
+        return EX_TEMPFAIL
+    reason = None if info is None else dead_reason(info)
+    if reason is None:
+        why = (
+            "its record is unreadable"
+            if info is None
+            else (f"pid {info.pid} on {info.hostname} may be alive" if info.hostname else "its holder is unknown")
+        )
+        _err(f"refusing to break {path}: {why} (only a holder proven dead on this host is broken)")
+        return EX_TEMPFAIL
+    if break_marker(path, st, float("inf"), reason) or not os.path.exists(path):
+        print(f"{path}: broken ({reason})")
+        return 0
+    _err(f"{path} changed while breaking it; run the command again")
+    return EX_TEMPFAIL
+
+
+def _looks_like_marker(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(1) == b"{"
+
+
+def _sweep(ns: argparse.Namespace) -> int:
+    from lockkit.storage._atomic import sweep_temp_files
+
+    if not os.path.isdir(ns.directory):
+        _err(f"{ns.directory} is not a directory")
+        return EX_NOINPUT
+    for path in sweep_temp_files(ns.directory, older_than=ns.older_than):
+        print(f"removed {path}")
+    return 0
+
+
+def _demo(ns: argparse.Namespace) -> int:
+    from lockkit._tools.demo.run import main as demo_main
+
+    for name in ("requests", "workers", "threads", "connections"):
+        if getattr(ns, name) < 1:
+            _err(f"--{name} must be at least 1")
+            return 2
+    return demo_main(ns.requests, ns.workers, ns.threads, ns.connections, ns.keep, ns.serve)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Process scope: locks that exclude other processes as well as other threads.
+
+:class:`FileLock` takes an in-process FIFO lock first (threads of one process queue
+fairly and only one of them talks to the kernel), then one strategy object per
+mechanism: a kernel ``flock`` on a sidecar file that is never deleted (the default),
+or an atomically published marker for file systems without working locks. Holder
+records say who holds a lock; :class:`FileLockService` derives lock files from
+resource paths and reports failures as results instead of exceptions.
+"""
+
+from __future__ import annotations
+
+from lockkit.files._filelock import FileLock, Strategy
+from lockkit.files._holder import LockInfo
+from lockkit.files._service import FileLockHandle, FileLockService, LockResult
+
+__all__ = ["FileLock", "FileLockHandle", "FileLockService", "LockInfo", "LockResult", "Strategy"]

@@ -1,0 +1,451 @@
+"""FileLock: one lock for threads and processes, crash-safe, with holder records."""
+
+from __future__ import annotations
+
+import os
+from _thread import allocate_lock
+from threading import get_ident
+from types import TracebackType
+from typing import Literal
+
+from lockkit._internal import fork as _fork
+from lockkit._internal.deadline import check_timeout, monotonic
+from lockkit._internal.stats import Counters, LockStatistics
+from lockkit.exceptions import DeadlockError, LockTimeoutError, NotOwnerError
+from lockkit.files._holder import LockInfo
+from lockkit.files._kernel import (
+    LOCK_EX,
+    PathState,
+    flock_nb,
+    kernel_lock,
+    kernel_mode,
+    kernel_unlock,
+    kernel_unlock_if_replaced,
+    next_token,
+    publish_exclusive,
+    read_holder,
+    read_token,
+    state_for,
+)
+from lockkit.files._marker import (
+    MarkerHold,
+    fence_bump,
+    marker_holder,
+    marker_lock,
+    marker_unlock,
+)
+from lockkit.resilience._backoff import Backoff
+from lockkit.sync._manager import LockHandle, LockManager
+
+Strategy = Literal["kernel", "marker"]
+
+#: The in-process layer of every FileLock: FIFO among the threads of this process.
+process_locks = LockManager("filelock")
+#: Slow-path counters over every FileLock of this process (waits on other threads or processes).
+_process_counters = Counters()
+_process_mu = allocate_lock()
+
+
+def lock_key(path: str) -> str:
+    """The canonical identity of a lock file: real directory + file name (not followed)."""
+    directory, name = os.path.split(os.path.abspath(path))
+    return os.path.normcase(os.path.join(os.path.realpath(directory), name))
+
+
+def _check_path(path: str | os.PathLike[str]) -> str:
+    raw = os.fspath(path)
+    if not isinstance(raw, str):
+        raise TypeError(f"path must be str or os.PathLike[str], not {type(raw).__name__}")
+    if not raw or "\0" in raw:
+        raise ValueError("lock path must be a non-empty string without NUL bytes")
+    return os.path.abspath(raw)
+
+
+class _Hold:
+    __slots__ = ("contended", "handle", "marker", "shared", "token", "waited")
+
+    def __init__(self, handle: LockHandle, shared: bool, token: int | None, marker: MarkerHold | None) -> None:
+        self.handle = handle
+        self.shared = shared
+        self.token = token
+        self.marker = marker
+        self.contended = False
+        self.waited: float | None = None
+
+
+class FileLock:
+    """A lock on a file that excludes other threads *and* other processes.
+
+    ``path`` is the lock file itself (a sidecar such as ``data.json.lock``, never the
+    data file: an atomic rename gives the data file a new inode).
+
+    Strategies:
+
+    * ``"kernel"`` (default): ``flock`` on the lock file, which is never deleted. The
+      kernel releases it when the holder dies, even on ``kill -9``. Shared mode makes
+      readers in different processes hold it together. Needs a local file system (or
+      NFS with working locks).
+    * ``"marker"``: an atomically published marker file for file systems without
+      working locks; a stale marker is broken only on proof (dead or reused PID on this
+      host, or no heartbeat for ``stale_after`` seconds). Exclusive only.
+
+    Fairness: threads of one process queue FIFO (only the head talks to the kernel);
+    between processes the kernel decides. Ownership: each hold belongs to the thread
+    that took it. Reentrancy: none (:class:`~lockkit.exceptions.DeadlockError`).
+
+    Every exclusive acquisition gets a fencing token strictly greater than every
+    earlier one for this lock file (a counter kept in the lock file), readable as
+    :attr:`fencing_token` while held.
+
+    Args:
+        path: The lock file.
+        shared: Acquire in shared mode (kernel strategy only).
+        timeout: Default timeout for ``with`` (``None`` waits forever).
+        strategy: ``"kernel"`` or ``"marker"``.
+        stale_after: Marker strategy: seconds without heartbeat after which a marker
+            is stale (a live holder refreshes it every ``stale_after / 3``).
+        poll_initial: First backoff cap (seconds) while waiting with a finite timeout.
+        poll_max: Largest backoff cap while waiting with a finite timeout.
+
+    Raises:
+        LockFileError: (on acquire) the lock file is a symlink, its directory is
+            missing, or permissions forbid it.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        shared: bool = False,
+        timeout: float | None = None,
+        strategy: Strategy = "kernel",
+        stale_after: float = 300.0,
+        poll_initial: float = 0.0002,
+        poll_max: float = 0.01,
+    ) -> None:
+        if strategy not in ("kernel", "marker"):
+            raise ValueError(f"strategy must be 'kernel' or 'marker', not {strategy!r}")
+        if shared and strategy == "marker":
+            raise ValueError("shared mode needs the kernel strategy (markers are exclusive)")
+        if not stale_after > 0:
+            raise ValueError("stale_after must be > 0 seconds")
+        if not 0 < poll_initial <= poll_max:
+            raise ValueError("poll intervals must satisfy 0 < poll_initial <= poll_max")
+        self._path = _check_path(path)
+        self._key = lock_key(self._path)
+        self._shared = shared
+        self._timeout = check_timeout(True, timeout)
+        self._strategy: Strategy = strategy
+        self._stale_after = float(stale_after)
+        self._poll = (float(poll_initial), float(poll_max))
+        self._stats = Counters()
+        self._n = 0
+        self._reset_after_fork()
+        _fork.register(self)
+
+    def _reset_after_fork(self) -> None:
+        # A forked child holds none of its parent's locks (and must not release them).
+        self._holds: dict[int, _Hold] = {}
+        self._mu = allocate_lock()
+        self._kernel_waiting = 0
+
+    @property
+    def path(self) -> str:
+        """The absolute path of the lock file."""
+        return self._path
+
+    @property
+    def shared(self) -> bool:
+        """Whether this lock acquires in shared mode."""
+        return self._shared
+
+    @property
+    def strategy(self) -> Strategy:
+        """``"kernel"`` or ``"marker"``."""
+        return self._strategy
+
+    def _backoff(self) -> Backoff:
+        return Backoff(*self._poll)
+
+    # -- acquire / release ------------------------------------------------------------
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Acquire the lock for the calling thread.
+
+        Args:
+            blocking: ``False`` makes one attempt.
+            timeout: Seconds to wait at most (threads of this process and the kernel
+                together); ``None`` waits forever, blocking in the kernel without
+                polling; ``0`` is one attempt.
+
+        Returns:
+            ``True`` if acquired, ``False`` if the attempt or the timeout ran out.
+
+        Raises:
+            DeadlockError: The calling thread already holds this lock file.
+            LockFileError: The lock file cannot be used (the message says why).
+        """
+        t = check_timeout(blocking, timeout)
+        me = get_ident()
+        if me in self._holds:
+            raise DeadlockError(f"lock file {self._path!r} is not reentrant: this thread already holds it")
+        deadline = None if t is None else (0.0 if t == 0 else monotonic() + t)
+        handle = process_locks.try_acquire(self._key, 0.0, self._shared)
+        if handle is None:  # another thread of this process holds it: queue FIFO
+            handle = self._wait_in_process(t, deadline)
+            if handle is None:
+                return False
+        try:
+            hold = self._take(handle, deadline)
+        except BaseException:
+            handle.release()
+            raise
+        if hold is None:
+            handle.release()
+            return False
+        self._holds[me] = hold
+        return True
+
+    def _wait_in_process(self, t: float | None, deadline: float | None) -> LockHandle | None:
+        if t == 0:
+            with self._mu:
+                self._stats.contentions += 1
+            return None
+        since = monotonic()
+        with self._mu:
+            self._stats.queued(process_locks.queue_length(self._key), self._path, warn=False)
+        left = None if deadline is None else max(0.0, deadline - since)
+        handle = process_locks.try_acquire(self._key, left, self._shared)
+        with self._mu:
+            self._stats.waited(monotonic() - since, handle is not None, self._path)
+        return handle
+
+    def _take(self, handle: LockHandle, deadline: float | None) -> _Hold | None:
+        if self._strategy == "kernel" and not self._shared:  # the hot path: no clock, no counters
+            st = state_for(self._key, self._path, process_locks.is_locked)
+            fd = st.fd if st.fd >= 0 else st.open()
+            if flock_nb(fd, LOCK_EX):
+                if not st.replaced():
+                    publish_exclusive(fd)
+                    self._n += 1  # under the in-process exclusive lock
+                    return _Hold(handle, False, None, None)
+                kernel_unlock_if_replaced(st)
+                return self._take_slow(handle, deadline)
+            return self._take_slow(handle, deadline, tried=True)
+        return self._take_slow(handle, deadline)
+
+    def _take_slow(self, handle: LockHandle, deadline: float | None, *, tried: bool = False) -> _Hold | None:
+        since = 0.0 if deadline == 0.0 else monotonic()
+        self._kernel_waiting += 1
+        try:
+            if self._strategy == "marker":
+                got = marker_lock(self._path, self._stale_after, deadline, self._backoff())
+                ok: bool | None = got is not None
+                hold = None if got is None else _Hold(handle, False, got[1], got[0])
+            else:
+                st = state_for(self._key, self._path, process_locks.is_locked)
+                if self._shared:
+                    ok = self._shared_kernel(st, deadline)
+                else:
+                    ok = kernel_lock(st, False, deadline, self._backoff, tried=tried)
+                hold = None
+                if ok is not False:
+                    if not self._shared:
+                        publish_exclusive(st.fd)
+                    hold = _Hold(handle, self._shared, None, None)
+        finally:
+            self._kernel_waiting -= 1  # under the in-process lock (exclusive), or the GIL (shared)
+        if hold is None:
+            self._account(ok, None if deadline == 0.0 else monotonic() - since, False)
+        elif ok is not True:  # accounted at release, outside the critical section
+            hold.waited = None if deadline == 0.0 else monotonic() - since
+            hold.contended = True
+        else:
+            self._n += 1
+        return hold
+
+    def _account(self, ok: bool | None, waited: float | None, granted: bool) -> None:
+        with self._mu:
+            if granted:
+                self._n += 1
+            if ok is not True:  # waited (None) or timed out (False)
+                self._stats.contentions += 1
+                if waited is not None:
+                    self._stats.waited(waited, granted, self._path)
+        if ok is not True:
+            with _process_mu:
+                _process_counters.contentions += 1
+                if waited is not None:
+                    _process_counters.waited(waited, granted, None)
+
+    @staticmethod
+    def process_statistics() -> LockStatistics:
+        """Counters over every FileLock of this process (all lock files together).
+
+        ``acquisitions``, ``waiting`` and ``peak_queue`` come from the in-process FIFO
+        layer; ``contentions``, ``timeouts`` and wait times include waits for other
+        processes (the kernel) as well as for other threads.
+        """
+        local = process_locks.statistics()
+        with _process_mu:
+            return _process_counters.merged(local, "filelocks", local.acquisitions, held=local.held)
+
+    def _shared_kernel(self, st: PathState, deadline: float | None) -> bool | None:
+        left = None if deadline is None else max(0.0, deadline - monotonic())
+        if not st.gate.acquire(timeout=left):
+            return False
+        try:
+            if st.shared == 0:
+                ok = kernel_lock(st, True, deadline, self._backoff)
+                if ok is False:
+                    return False
+            else:
+                ok = True
+            st.shared += 1
+            return ok
+        finally:
+            st.gate.release()
+
+    def release(self) -> None:
+        """Release the calling thread's hold.
+
+        Raises:
+            NotOwnerError: The calling thread does not hold this lock.
+        """
+        hold = self._holds.pop(get_ident(), None)
+        if hold is None:
+            raise NotOwnerError(f"cannot release lock file {self._path!r}: this thread does not hold it")
+        try:
+            if hold.marker is not None:
+                marker_unlock(hold.marker)
+            else:
+                st = state_for(self._key, self._path, process_locks.is_locked)
+                if hold.shared:
+                    with st.gate:
+                        st.shared -= 1
+                        if st.shared == 0:
+                            kernel_unlock(st)
+                else:
+                    kernel_unlock(st)
+        finally:
+            hold.handle.release()
+        if hold.contended:
+            self._account(None, hold.waited, True)
+
+    def __enter__(self) -> FileLock:
+        if not self.acquire(True, self._timeout):
+            raise self.timeout_error(self._timeout)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def timeout_error(self, timeout: float | None) -> LockTimeoutError:
+        """The :class:`~lockkit.exceptions.LockTimeoutError` for a timed-out wait, naming the holder."""
+        holder = self._describe_holder()
+        return LockTimeoutError(
+            f"timed out after {timeout} s waiting for lock file {self._path!r}"
+            + (f": held by {holder}" if holder else ""),
+            resource=self._path,
+            timeout=timeout,
+            holder=holder,
+        )
+
+    def _describe_holder(self) -> str | None:
+        try:
+            info = self.holder()
+        except OSError:
+            return None
+        if info is not None and info.pid is not None:
+            return info.describe()
+        local = process_locks.get_lock(self._key).statistics().owner
+        if local is not None:
+            return f"thread {local!r} of this process"
+        return None if info is None else info.describe()
+
+    # -- introspection ----------------------------------------------------------------
+
+    @property
+    def fencing_token(self) -> int:
+        """The fencing token of the calling thread's hold.
+
+        For an exclusive hold it is this acquisition's own token, strictly greater than
+        every token handed out before for this lock file (it is allocated, under the
+        lock, the first time it is read, so holds that never use a token cost no
+        counter update). For a shared hold, the latest exclusive token.
+
+        Raises:
+            NotOwnerError: The calling thread does not hold this lock.
+        """
+        hold = self._holds.get(get_ident())
+        if hold is None:
+            raise NotOwnerError(f"this thread does not hold lock file {self._path!r}")
+        if hold.marker is not None:
+            if not hold.token:
+                hold.token = fence_bump(self._path)
+            return hold.token
+        if hold.token is None:
+            st = state_for(self._key, self._path, process_locks.is_locked)
+            # Exclusive: handed out now, under the lock (strictly above every earlier token).
+            hold.token = read_token(st.open()) if hold.shared else next_token(st.open())
+        return hold.token
+
+    def holder(self) -> LockInfo | None:
+        """Who holds the lock right now (any process), or ``None`` if it is free.
+
+        The kernel strategy reads ``/proc/locks`` and the holder record, without
+        touching the lock; the marker strategy reads the marker.
+        """
+        if self._strategy == "marker":
+            return marker_holder(self._path)
+        mode = kernel_mode(self._path)
+        if mode is None:
+            return None
+        token, info = read_holder(self._path)
+        if mode == "shared" or info is None:
+            return LockInfo(None, None, None, None, mode == "shared", token)
+        return info
+
+    def held_by_me(self) -> bool:
+        """Whether the calling thread holds this lock (through this object)."""
+        return get_ident() in self._holds
+
+    def locked(self) -> bool:
+        """Whether a thread of this process holds this lock file (through any FileLock)."""
+        return process_locks.get_lock(self._key).locked()
+
+    def is_locked(self) -> bool:
+        """Whether anyone holds or waits for it: threads of this process or other processes."""
+        if process_locks.is_locked(self._key):
+            return True
+        if self._strategy == "marker":
+            return marker_holder(self._path) is not None
+        return kernel_mode(self._path) is not None
+
+    def queue_length(self) -> int:
+        """Holders plus waiters among the threads of this process."""
+        return process_locks.queue_length(self._key)
+
+    def statistics(self) -> LockStatistics:
+        """Counters of this FileLock object plus this process's queue for the file."""
+        local = process_locks.get_lock(self._key).statistics()
+        with self._mu:
+            return self._stats.snapshot(
+                self._path,
+                self._n,
+                held=local.held,
+                readers=local.readers,
+                owner=local.owner,
+                waiting=local.waiting,
+                queue_length=local.queue_length,
+                peak_queue=max(self._stats.peak_queue, local.waiting),
+            )
+
+    def __repr__(self) -> str:
+        mode = "shared" if self._shared else "exclusive"
+        return f"<lockkit.FileLock {self._path!r} {self._strategy} {mode}>"

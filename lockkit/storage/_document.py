@@ -1,0 +1,304 @@
+"""JsonDocument: one JSON file, read-modify-write safe across threads and processes."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from lockkit.exceptions import (
+    ConflictError,
+    CorruptDataError,
+    StaleWriterError,
+    StorageError,
+)
+from lockkit.files._filelock import FileLock, Strategy
+from lockkit.storage._atomic import atomic_write, read_optional, storage_error
+
+
+class Serializer(Protocol):
+    """Turns values into JSON bytes and back (strict ``json`` by default)."""
+
+    def dumps(self, value: Any) -> bytes:
+        """Serialise ``value`` to JSON bytes; raise ``TypeError``/``ValueError`` if it cannot."""
+        ...
+
+    def loads(self, data: bytes) -> Any:
+        """Parse JSON bytes; raise ``ValueError`` on bad input."""
+        ...
+
+
+class JsonSerializer:
+    """The default serializer: the standard library's ``json`` (compact, UTF-8, NaN refused)."""
+
+    def dumps(self, value: Any) -> bytes:
+        """Serialise ``value``."""
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+    def loads(self, data: bytes) -> Any:
+        """Parse ``data``."""
+        return json.loads(data)
+
+
+class _Orjson:
+    def __init__(self, module: Any) -> None:
+        self._module = module
+
+    def dumps(self, value: Any) -> bytes:
+        return bytes(self._module.dumps(value))
+
+    def loads(self, data: bytes) -> Any:
+        return self._module.loads(data)
+
+
+def default_serializer() -> Serializer:
+    """The default serializer: :class:`JsonSerializer`.
+
+    orjson is faster but writes NaN and infinities as ``null`` without complaint,
+    which silently changes data; pass ``orjson_serializer()`` to opt in.
+    """
+    return JsonSerializer()
+
+
+def orjson_serializer() -> Serializer:
+    """A serializer on ``orjson`` (must be installed). Note: NaN is stored as ``null``.
+
+    Raises:
+        ImportError: orjson is not installed.
+    """
+    return _Orjson(importlib.import_module("orjson"))
+
+
+_ENVELOPE_KEYS = frozenset({"lockkit", "version", "fence", "data"})
+
+
+class _Content:
+    __slots__ = ("fence", "value", "version")
+
+    def __init__(self, value: Any, version: int, fence: int) -> None:
+        self.value = value
+        self.version = version
+        self.fence = fence
+
+
+class JsonDocument:
+    """One JSON file guarded for threads and processes.
+
+    Reads take the shared lock, writes the exclusive lock, of a :class:`FileLock` on the
+    sidecar ``<path>.lock`` (never on the data file, which every write replaces with a
+    new inode). Threads of one process queue FIFO before the kernel lock. Every write
+    is an :func:`atomic_write`, so readers and crashes see the old or the new file.
+
+    Each write stores a version (for optimistic concurrency) and the highest fencing
+    token accepted (to refuse stale writers), in a small envelope:
+    ``{"lockkit": 1, "version": 3, "fence": 17, "data": ...}``. A plain JSON file is
+    read as version 0. With ``plain=True`` the file holds just the data (no versions,
+    no fencing), for files other programs read.
+
+    Ownership and reentrancy are the lock's: operations are not reentrant (calling
+    ``read`` inside ``modify``'s function on the same document raises
+    :class:`~lockkit.exceptions.DeadlockError`).
+
+    Args:
+        path: The data file.
+        serializer: JSON serializer (default: the standard library's strict json).
+        fsync: Durable writes.
+        timeout: Lock timeout in seconds (``None`` waits forever).
+        strategy: The :class:`FileLock` strategy.
+        plain: Store bare JSON without the envelope.
+        validate: A type (or predicate) the data must satisfy; anything else is
+            :class:`~lockkit.exceptions.CorruptDataError`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        serializer: Serializer | None = None,
+        fsync: bool = True,
+        timeout: float | None = None,
+        strategy: Strategy = "kernel",
+        plain: bool = False,
+        validate: type | Callable[[Any], bool] | None = None,
+    ) -> None:
+        self._path = os.path.abspath(os.fspath(path))
+        self._serializer = serializer or default_serializer()
+        self._fsync = fsync
+        self._timeout = timeout
+        self._plain = plain
+        self._validate = validate
+        self._read_lock = FileLock(self._path + ".lock", shared=True, timeout=timeout, strategy="kernel")
+        self._write_lock = FileLock(self._path + ".lock", timeout=timeout, strategy=strategy)
+        if strategy == "marker":
+            self._read_lock = self._write_lock  # markers are exclusive only
+
+    @property
+    def path(self) -> str:
+        """The data file."""
+        return self._path
+
+    @property
+    def lock(self) -> FileLock:
+        """The exclusive :class:`FileLock` guarding the file."""
+        return self._write_lock
+
+    # -- low level ---------------------------------------------------------------------
+
+    def _load(self) -> _Content | None:
+        raw = read_optional(self._path)
+        if raw is None:
+            return None
+        if not raw.strip():
+            raise CorruptDataError(f"{self._path!r} is empty: expected JSON (truncated write?)", path=self._path)
+        try:
+            parsed = self._serializer.loads(raw)
+        except ValueError as exc:
+            raise CorruptDataError(f"{self._path!r} is not valid JSON: {type(exc).__name__}", path=self._path) from None
+        if isinstance(parsed, dict) and parsed.get("lockkit") == 1 and _ENVELOPE_KEYS.issuperset(parsed):
+            version, fence = parsed.get("version"), parsed.get("fence", 0)
+            if not isinstance(version, int) or not isinstance(fence, int) or "data" not in parsed:
+                raise CorruptDataError(f"{self._path!r} has a damaged lockkit envelope", path=self._path)
+            content = _Content(parsed["data"], version, fence)
+        else:
+            content = _Content(parsed, 0, 0)
+        self._check(content.value)
+        return content
+
+    def _check(self, value: Any) -> None:
+        rule = self._validate
+        if rule is None:
+            return
+        ok = isinstance(value, rule) if isinstance(rule, type) else bool(rule(value))
+        if not ok:
+            expected = rule.__name__ if isinstance(rule, type) else "the validation rule"
+            raise CorruptDataError(f"{self._path!r} holds a {type(value).__name__}, not {expected}", path=self._path)
+
+    def _encode(self, value: Any, version: int, fence: int) -> bytes:
+        try:
+            data = self._serializer.dumps(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise TypeError(f"value cannot be stored as JSON: {exc}") from None
+        if self._plain:
+            return data + b"\n"
+        return b'{"lockkit":1,"version":%d,"fence":%d,"data":%s}\n' % (version, fence, data)
+
+    def _store(self, blob: bytes) -> None:
+        try:
+            with atomic_write(self._path, "wb", fsync=self._fsync) as f:
+                f.write(blob)
+        except StorageError:
+            raise
+        except OSError as exc:
+            raise storage_error(self._path, exc, "write") from exc
+
+    def _next(
+        self, current: _Content | None, expected_version: int | None, fencing_token: int | None
+    ) -> tuple[int, int]:
+        version = 0 if current is None else current.version
+        fence = 0 if current is None else current.fence
+        if expected_version is not None and expected_version != version:
+            raise ConflictError(
+                f"{self._path!r} is at version {version}, not the expected {expected_version}",
+                expected=expected_version,
+                actual=version,
+            )
+        if fencing_token is not None:
+            if fencing_token < fence:
+                raise StaleWriterError(
+                    f"fencing token {fencing_token} is older than {fence}, already accepted for {self._path!r}",
+                    token=fencing_token,
+                    latest=fence,
+                )
+            fence = fencing_token
+        return version + 1, fence
+
+    def _acquire(self, lock: FileLock) -> None:
+        if not lock.acquire(timeout=self._timeout):
+            raise lock.timeout_error(self._timeout)
+
+    # -- public ----------------------------------------------------------------------
+
+    def read(self, default: Any = None) -> Any:
+        """The current value (``default`` if the file does not exist), under the shared lock.
+
+        Raises:
+            CorruptDataError: The file is not valid JSON or fails validation.
+            StorageError: The file cannot be read.
+            LockTimeoutError: The lock timeout ran out.
+        """
+        content = self.read_versioned()
+        return default if content is None else content[0]
+
+    def read_versioned(self) -> tuple[Any, int] | None:
+        """``(value, version)``, or ``None`` if the file does not exist."""
+        self._acquire(self._read_lock)
+        try:
+            content = self._load()
+        finally:
+            self._read_lock.release()
+        return None if content is None else (content.value, content.version)
+
+    def write(self, value: Any, *, expected_version: int | None = None, fencing_token: int | None = None) -> int:
+        """Replace the value; returns the new version.
+
+        The value is serialised before the lock is taken: an unserialisable value
+        raises ``TypeError`` and nothing is written. An existing corrupt file is not
+        overwritten (delete it first if you mean to).
+
+        Args:
+            value: The new value.
+            expected_version: Fail with :class:`~lockkit.exceptions.ConflictError` unless the file
+                is at this version (0 for a missing or plain file).
+            fencing_token: Fail with :class:`~lockkit.exceptions.StaleWriterError` if a higher
+                token was already accepted; otherwise remember this one.
+        """
+        self._encode(value, 0, 0)  # fail early, before any lock or file is touched
+        self._acquire(self._write_lock)
+        try:
+            current = self._load()
+            version, fence = self._next(current, expected_version, fencing_token)
+            self._store(self._encode(value, version, fence))
+            return version
+        finally:
+            self._write_lock.release()
+
+    def modify(self, fn: Callable[[Any], Any], *, fencing_token: int | None = None) -> Any:
+        """Read-modify-write under the exclusive lock; returns the new value.
+
+        ``fn`` gets the current value (``None`` if the file does not exist) and returns
+        the new one. If ``fn`` raises, nothing is written and the error propagates. A
+        corrupt file raises :class:`~lockkit.exceptions.CorruptDataError` and is never overwritten.
+        """
+        self._acquire(self._write_lock)
+        try:
+            current = self._load()
+            new = fn(None if current is None else current.value)
+            version, fence = self._next(current, None, fencing_token)
+            self._store(self._encode(new, version, fence))
+            return new
+        finally:
+            self._write_lock.release()
+
+    def delete(self) -> bool:
+        """Delete the file; ``True`` if it existed. The sidecar lock file stays."""
+        self._acquire(self._write_lock)
+        try:
+            try:
+                os.unlink(self._path)
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                raise storage_error(self._path, exc, "delete") from exc
+            return True
+        finally:
+            self._write_lock.release()
+
+    def version(self) -> int:
+        """The stored version (0 if the file is missing or plain)."""
+        content = self.read_versioned()
+        return 0 if content is None else content[1]
+
+    def __repr__(self) -> str:
+        return f"<lockkit.JsonDocument {self._path!r}>"

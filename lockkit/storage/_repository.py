@@ -1,0 +1,209 @@
+"""JsonRepository (one file per record) and the seed's BaseFileRepository."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from lockkit.files._filelock import Strategy, lock_key
+from lockkit.storage._atomic import TEMP_PATTERN, storage_error
+from lockkit.storage._document import JsonDocument, Serializer
+
+MAX_KEY_BYTES = 200
+
+
+def check_key(key: object) -> str:
+    """Validate a record key: a file name, never a path.
+
+    Raises:
+        TypeError: The key is not a string.
+        ValueError: The key is empty, too long, ``.``/``..``, starts with a dot, or
+            contains a path separator or a NUL or control character.
+    """
+    if not isinstance(key, str):
+        raise TypeError(f"record keys must be str, not {type(key).__name__}")
+    if not key:
+        raise ValueError("record key must not be empty")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise ValueError(f"record key must be at most {MAX_KEY_BYTES} bytes in UTF-8")
+    if key.startswith("."):
+        raise ValueError("record key must not start with '.' (no '.', '..' or hidden names)")
+    if "/" in key or "\\" in key or (os.altsep and os.altsep in key):
+        raise ValueError("record key must not contain a path separator")
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise ValueError("record key must not contain NUL or control characters")
+    return key
+
+
+class JsonRepository:
+    """A directory of JSON records, one file per key, with record-level locking.
+
+    Different keys never contend: each record has its own :class:`JsonDocument`
+    (a sidecar lock file per record). Keys are validated as file names (no path
+    traversal). Same fairness, ownership and reentrancy rules as
+    :class:`JsonDocument`.
+
+    Args:
+        directory: Where the records live (created if missing, parents must exist).
+        serializer: JSON serializer (default: the standard library's strict json).
+        fsync: Durable writes.
+        timeout: Lock timeout per record (``None`` waits forever).
+        strategy: The :class:`~lockkit.FileLock` strategy.
+        suffix: File name suffix of records.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        serializer: Serializer | None = None,
+        fsync: bool = True,
+        timeout: float | None = None,
+        strategy: Strategy = "kernel",
+        suffix: str = ".json",
+    ) -> None:
+        self._dir = os.path.abspath(os.fspath(directory))
+        try:
+            os.makedirs(self._dir, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(self._dir, exc, "create directory") from exc
+        if not suffix.startswith(".") or "/" in suffix:
+            raise ValueError("suffix must start with '.' and contain no separator")
+        self._suffix = suffix
+        self._options: dict[str, Any] = {
+            "serializer": serializer,
+            "fsync": fsync,
+            "timeout": timeout,
+            "strategy": strategy,
+        }
+
+    @property
+    def directory(self) -> str:
+        """The records' directory."""
+        return self._dir
+
+    def document(self, key: str) -> JsonDocument:
+        """The :class:`JsonDocument` of one record (validates the key)."""
+        return JsonDocument(os.path.join(self._dir, check_key(key) + self._suffix), **self._options)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The record's value, or ``default`` if it does not exist."""
+        return self.document(key).read(default)
+
+    def get_versioned(self, key: str) -> tuple[Any, int] | None:
+        """``(value, version)`` or ``None``."""
+        return self.document(key).read_versioned()
+
+    def put(
+        self, key: str, value: Any, *, expected_version: int | None = None, fencing_token: int | None = None
+    ) -> int:
+        """Write a record; returns its new version (see :meth:`JsonDocument.write`)."""
+        return self.document(key).write(value, expected_version=expected_version, fencing_token=fencing_token)
+
+    def modify(self, key: str, fn: Callable[[Any], Any], *, fencing_token: int | None = None) -> Any:
+        """Read-modify-write one record under its exclusive lock; returns the new value."""
+        return self.document(key).modify(fn, fencing_token=fencing_token)
+
+    def delete(self, key: str) -> bool:
+        """Delete a record; ``True`` if it existed."""
+        return self.document(key).delete()
+
+    def keys(self) -> list[str]:
+        """The keys of the stored records, sorted."""
+        try:
+            names = os.listdir(self._dir)
+        except OSError as exc:
+            raise storage_error(self._dir, exc, "list") from exc
+        n = len(self._suffix)
+        return sorted(
+            name[:-n]
+            for name in names
+            if name.endswith(self._suffix) and not name.startswith(".") and not TEMP_PATTERN.search(name)
+        )
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and os.path.exists(os.path.join(self._dir, check_key(key) + self._suffix))
+
+    def modify_many(
+        self, keys: Iterable[str], fn: Callable[[dict[str, Any]], dict[str, Any]], *, fencing_token: int | None = None
+    ) -> dict[str, Any]:
+        """Change several records together, all locked at once in one sorted order.
+
+        ``fn`` gets ``{key: value or None}`` and returns ``{key: new value}`` for the
+        keys to write (a key mapped to ``None`` is written as ``null``; leave it out to
+        keep it). If ``fn`` raises, nothing is written. Deadlock-free: every caller
+        takes the locks in the same order.
+
+        Note:
+            Each record is written atomically, but the set of writes is not a
+            transaction: a crash between two writes leaves some records new and some
+            old.
+        """
+        docs = {k: self.document(k) for k in dict.fromkeys(keys)}
+        ordered = sorted(docs.items(), key=lambda kv: lock_key(kv[1].lock.path))
+        taken = []
+        try:
+            for _, doc in ordered:
+                doc._acquire(doc.lock)
+                taken.append(doc)
+            current = {k: doc._load() for k, doc in docs.items()}
+            changes = fn({k: None if c is None else c.value for k, c in current.items()})
+            unknown = set(changes) - set(docs)
+            if unknown:
+                raise KeyError(f"modify_many returned keys it did not lock: {sorted(unknown)!r}")
+            blobs = {}
+            for k, value in changes.items():
+                version, fence = docs[k]._next(current[k], None, fencing_token)
+                blobs[k] = docs[k]._encode(value, version, fence)
+            for k, blob in blobs.items():
+                docs[k]._store(blob)
+            return changes
+        finally:
+            for doc in reversed(taken):
+                doc.lock.release()
+
+
+class BaseFileRepository:
+    """The seed's base class for your own file-backed repositories.
+
+    Subclasses call the protected ``*_with_lock`` operations on JSON files below
+    ``base_dir``; each is locked for threads and processes (see
+    :class:`JsonDocument`). Paths are resolved inside ``base_dir``; escaping it raises
+    ``ValueError``.
+
+    Args:
+        base_dir: The directory the repository's files live in.
+        timeout: Lock timeout (``None`` waits forever).
+        fsync: Durable writes.
+    """
+
+    def __init__(self, base_dir: str | os.PathLike[str], *, timeout: float | None = 30.0, fsync: bool = True) -> None:
+        self._base = os.path.realpath(os.fspath(base_dir))
+        try:
+            os.makedirs(self._base, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(self._base, exc, "create directory") from exc
+        self._doc_options: dict[str, Any] = {"timeout": timeout, "fsync": fsync, "plain": True}
+
+    def _document(self, path: str | os.PathLike[str]) -> JsonDocument:
+        full = os.path.realpath(os.path.join(self._base, os.fspath(path)))
+        if os.path.commonpath([full, self._base]) != self._base or full == self._base:
+            raise ValueError("repository paths must stay inside the base directory")
+        return JsonDocument(full, **self._doc_options)
+
+    def read_with_lock(self, path: str | os.PathLike[str], default: Any = None) -> Any:
+        """Read a JSON file under the shared lock (``default`` if missing)."""
+        return self._document(path).read(default)
+
+    def write_with_lock(self, path: str | os.PathLike[str], data: Any) -> None:
+        """Replace a JSON file atomically under the exclusive lock."""
+        self._document(path).write(data)
+
+    def modify_with_lock(self, path: str | os.PathLike[str], fn: Callable[[Any], Any]) -> Any:
+        """Read-modify-write a JSON file under the exclusive lock; returns the new value."""
+        return self._document(path).modify(fn)
+
+    def delete_with_lock(self, path: str | os.PathLike[str]) -> bool:
+        """Delete a JSON file under the exclusive lock; ``True`` if it existed."""
+        return self._document(path).delete()

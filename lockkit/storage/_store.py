@@ -1,0 +1,498 @@
+"""PersistentStore: a thread-safe dict persisted (optionally encrypted) to one file."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from lockkit._internal import log as _log
+from lockkit.exceptions import CorruptDataError, DecryptionError, StoreClosedError
+from lockkit.files._filelock import FileLock
+from lockkit.resilience._backoff import Backoff
+from lockkit.storage._atomic import atomic_write, read_optional
+from lockkit.storage._crypto import EncryptionService, file_associated_data
+from lockkit.storage._document import JsonSerializer, Serializer
+
+SaveMode = Literal["immediate", "debounced", "background"]
+Merge = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatistics:
+    """A snapshot of a :class:`PersistentStore`.
+
+    Attributes:
+        entries: Live entries in memory.
+        changes: Changes made since the store was opened.
+        saves: Successful saves to disk.
+        failures: Failed save attempts (each is retried).
+        pending: Whether changes are waiting to be saved.
+        last_error: Class name of the last save error, or ``None``.
+    """
+
+    entries: int
+    changes: int
+    saves: int
+    failures: int
+    pending: bool
+    last_error: str | None
+
+
+_open_stores: weakref.WeakSet[PersistentStore] = weakref.WeakSet()
+
+
+def flush_all_stores(timeout: float | None = None) -> bool:
+    """Flush every open store; ``False`` if any could not finish (errors are logged)."""
+    ok = True
+    for store in list(_open_stores):
+        try:
+            ok = store.flush(timeout) and ok
+        except Exception as exc:
+            ok = False
+            _log.warning("lockkit.save_failed", store=store.path, error=type(exc).__name__, at="shutdown")
+    return ok
+
+
+def _close_all_at_exit() -> None:
+    for store in list(_open_stores):
+        with contextlib.suppress(Exception):
+            store.close()
+
+
+atexit.register(_close_all_at_exit)
+
+
+def flush_stores_on_signal(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
+    """Flush every open store when one of ``signals`` arrives, then let the signal act.
+
+    The previous handler is called afterwards (for the default action, the signal is
+    re-raised with the default handler, so the process still exits with the right
+    status). Call it from the main thread, e.g. in a gunicorn ``post_worker_init`` hook.
+    """
+    for sig in signals:
+        previous = signal.getsignal(sig)
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            flush_all_stores(timeout=10)
+            if callable(previous):
+                previous(signum, frame)
+            elif previous == signal.SIG_IGN:
+                return
+            else:
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+
+        signal.signal(sig, handler)
+
+
+class PersistentStore:
+    """A thread-safe mapping of string keys to JSON values, persisted to one file.
+
+    Save strategies:
+
+    * ``"immediate"``: every change is on disk before the call returns.
+    * ``"debounced"``: changes within ``debounce`` seconds of the first unsaved change
+      are coalesced into one save (at most one save per window; the last state always
+      lands).
+    * ``"background"``: a single writer thread saves the latest state after each
+      change; changes made during a save are coalesced into the next one. A failed
+      save is logged (``lockkit.save_failed``) and retried with backoff, never dropped.
+
+    Saves are whole-file :func:`~lockkit.atomic_write` calls under the exclusive
+    :class:`~lockkit.FileLock` of ``<path>.lock``; a later snapshot is never overwritten
+    by an earlier one. With several processes on one file the last writer wins for the
+    whole map, unless ``merge`` is given: then each save reads the file under the lock
+    and writes ``merge(on_disk, in_memory)``.
+
+    Ownership and reentrancy: methods may be called from any thread; they are not
+    reentrant from inside ``merge``.
+
+    Args:
+        path: The store's file.
+        save: ``"immediate"``, ``"debounced"`` or ``"background"``.
+        debounce: The debounce window in seconds.
+        codec: An :class:`~lockkit.storage.EncryptionService` to encrypt the file (bound to its path).
+        ttl: Default time-to-live of entries in seconds (``None``: no expiry).
+        on_corrupt: ``"raise"`` (refuse to start, keep the file) or ``"backup"`` (move
+            the file aside with a timestamp and start empty).
+        merge: ``merge(on_disk, in_memory) -> merged`` for multi-process stores.
+        fsync: Durable saves.
+        timeout: Lock timeout in seconds for loads and saves.
+        serializer: JSON serializer (default: strict json).
+
+    Raises:
+        CorruptDataError: The file is corrupt and ``on_corrupt="raise"``.
+        DecryptionError: The file cannot be decrypted and ``on_corrupt="raise"``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        save: SaveMode = "immediate",
+        debounce: float = 1.0,
+        codec: EncryptionService | None = None,
+        ttl: float | None = None,
+        on_corrupt: Literal["raise", "backup"] = "raise",
+        merge: Merge | None = None,
+        fsync: bool = True,
+        timeout: float | None = 30.0,
+        serializer: Serializer | None = None,
+    ) -> None:
+        if save not in ("immediate", "debounced", "background"):
+            raise ValueError("save must be 'immediate', 'debounced' or 'background'")
+        if on_corrupt not in ("raise", "backup"):
+            raise ValueError("on_corrupt must be 'raise' or 'backup'")
+        if debounce < 0 or (ttl is not None and ttl <= 0):
+            raise ValueError("debounce must be >= 0 and ttl > 0 seconds")
+        self._path = os.path.abspath(os.fspath(path))
+        self._mode: SaveMode = save
+        self._debounce = float(debounce)
+        self._codec = codec
+        self._ttl = ttl
+        self._merge = merge
+        self._fsync = fsync
+        self._timeout = timeout
+        self._serializer = serializer or JsonSerializer()
+        self._file_lock = FileLock(self._path + ".lock", timeout=timeout)
+        self._read_lock = FileLock(self._path + ".lock", shared=True, timeout=timeout)
+        self._mu = threading.Condition(threading.Lock())
+        self._save_mu = threading.Lock()
+        self._data: dict[str, tuple[Any, float | None]] = {}
+        self._gen = 0
+        self._saved_gen = 0
+        self._dirty_since = 0.0
+        self._saves = 0
+        self._failures = 0
+        self._last_error: str | None = None
+        self._closed = False
+        self._writer: threading.Thread | None = None
+        self._data = self._load(on_corrupt)
+        _open_stores.add(self)
+
+    @property
+    def path(self) -> str:
+        """The store's file."""
+        return self._path
+
+    # -- file format ---------------------------------------------------------------------
+
+    def _decode(self, blob: bytes) -> dict[str, tuple[Any, float | None]]:
+        if self._codec is not None:
+            blob = self._codec.decrypt(blob, associated_data=file_associated_data(self._path), path=self._path)
+        try:
+            parsed = self._serializer.loads(blob)
+        except ValueError:
+            raise CorruptDataError(f"{self._path!r} is not valid JSON", path=self._path) from None
+        if not isinstance(parsed, dict):
+            raise CorruptDataError(f"{self._path!r} does not hold a JSON object", path=self._path)
+        if parsed.get("lockkit_store") != 1:
+            return {str(k): (v, None) for k, v in parsed.items()}  # a plain JSON object: adopt it
+        entries = parsed.get("entries")
+        if not isinstance(entries, dict):
+            raise CorruptDataError(f"{self._path!r} has a damaged store envelope", path=self._path)
+        out: dict[str, tuple[Any, float | None]] = {}
+        for k, pair in entries.items():
+            if not (
+                isinstance(pair, list) and len(pair) == 2 and (pair[1] is None or isinstance(pair[1], (int, float)))
+            ):
+                raise CorruptDataError(f"{self._path!r} has a damaged entry", path=self._path)
+            out[k] = (pair[0], pair[1])
+        return out
+
+    def _encode(self, entries: dict[str, tuple[Any, float | None]]) -> bytes:
+        blob = self._serializer.dumps({"lockkit_store": 1, "entries": {k: [v, e] for k, (v, e) in entries.items()}})
+        if self._codec is not None:
+            blob = self._codec.encrypt(blob, associated_data=file_associated_data(self._path))
+        return blob
+
+    def _read_file(self) -> dict[str, tuple[Any, float | None]] | None:
+        blob = read_optional(self._path)
+        return None if blob is None else self._decode(blob)
+
+    def _load(self, on_corrupt: str) -> dict[str, tuple[Any, float | None]]:
+        with self._read_lock:
+            try:
+                return self._read_file() or {}
+            except Exception as exc:
+                if on_corrupt != "backup" or not isinstance(exc, (CorruptDataError, DecryptionError)):
+                    raise
+        with self._file_lock:
+            aside = f"{self._path}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+            os.replace(self._path, aside)
+        _log.warning("lockkit.store_corrupt", store=self._path, moved_to=aside)
+        return {}
+
+    # -- mapping -------------------------------------------------------------------------
+
+    def _live(self, key: str, entry: tuple[Any, float | None]) -> bool:
+        if entry[1] is not None and entry[1] <= time.time():
+            del self._data[key]
+            return False
+        return True
+
+    def _check_value(self, key: object, value: Any) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"store keys must be str, not {type(key).__name__}")
+        self._serializer.dumps(value)  # refuse what cannot be saved, before changing anything
+
+    def __getitem__(self, key: str) -> Any:
+        with self._mu:
+            entry = self._data.get(key)
+            if entry is None or not self._live(key, entry):
+                raise KeyError("no such entry")  # the key itself may be a secret (session id)
+            return entry[0]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` if missing or expired."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
+        """Store ``value`` under ``key`` (expiring after ``ttl`` or the store's default)."""
+        self._check_value(key, value)
+        life = ttl if ttl is not None else self._ttl
+        with self._mu:
+            self._ensure_open()
+            self._data[key] = (value, None if life is None else time.time() + life)
+            self._changed_locked()
+        self._after_change()
+
+    __setitem__ = set
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; ``True`` if it was there."""
+        with self._mu:
+            self._ensure_open()
+            if self._data.pop(key, None) is None:
+                return False
+            self._changed_locked()
+        self._after_change()
+        return True
+
+    def __delitem__(self, key: str) -> None:
+        if not self.delete(key):
+            raise KeyError("no such entry")
+
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value (or ``default``)."""
+        with self._mu:
+            self._ensure_open()
+            entry = self._data.pop(key, None)
+            live = entry is not None and (entry[1] is None or entry[1] > time.time())
+            if entry is not None:
+                self._changed_locked()
+        if entry is not None:
+            self._after_change()
+        if live:
+            return entry[0]  # type: ignore[index]
+        if default is _MISSING:
+            raise KeyError("no such entry")
+        return default
+
+    def update(self, other: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
+        """Set several keys as one change (one save in immediate mode)."""
+        items = {**(other or {}), **kwargs}
+        for k, v in items.items():
+            self._check_value(k, v)
+        expires = None if self._ttl is None else time.time() + self._ttl
+        with self._mu:
+            self._ensure_open()
+            for k, v in items.items():
+                self._data[k] = (v, expires)
+            self._changed_locked()
+        self._after_change()
+
+    def clear(self) -> None:
+        """Remove every entry (one change)."""
+        with self._mu:
+            self._ensure_open()
+            self._data.clear()
+            self._changed_locked()
+        self._after_change()
+
+    def items(self) -> list[tuple[str, Any]]:
+        """A snapshot of the live ``(key, value)`` pairs."""
+        with self._mu:
+            return [(k, e[0]) for k, e in list(self._data.items()) if self._live(k, e)]
+
+    def keys(self) -> list[str]:
+        """A snapshot of the live keys."""
+        return [k for k, _ in self.items()]
+
+    def values(self) -> list[Any]:
+        """A snapshot of the live values."""
+        return [v for _, v in self.items()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.items())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key, _MISSING) is not _MISSING
+
+    # -- saving --------------------------------------------------------------------------
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"store {self._path!r} is closed")
+
+    def _changed_locked(self) -> None:
+        if self._gen == self._saved_gen:  # clean -> dirty: the writer has something to do now
+            self._dirty_since = time.monotonic()
+            self._gen += 1
+            self._mu.notify_all()
+        else:  # already dirty: the writer is due anyway, waking it per change costs a thread switch
+            self._gen += 1
+
+    def _after_change(self) -> None:
+        if self._mode == "immediate":
+            self._save()
+        elif self._writer is None:
+            with self._mu:
+                if self._writer is None and not self._closed:
+                    self._writer = threading.Thread(
+                        target=self._run, name=f"lockkit-store:{os.path.basename(self._path)}", daemon=True
+                    )
+                    self._writer.start()
+
+    def _save(self, timeout: float | None = None) -> bool:
+        if not self._save_mu.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        try:
+            with self._mu:
+                gen = self._gen
+                if gen <= self._saved_gen:
+                    return True
+                now = time.time()
+                snapshot = {k: e for k, e in self._data.items() if e[1] is None or e[1] > now}
+            if not self._file_lock.acquire(timeout=self._timeout if timeout is None else timeout):
+                raise self._file_lock.timeout_error(self._timeout if timeout is None else timeout)
+            try:
+                if self._merge is not None:
+                    snapshot = self._merged(snapshot)
+                blob = self._encode(snapshot)
+                with atomic_write(self._path, "wb", fsync=self._fsync) as f:
+                    f.write(blob)
+            finally:
+                self._file_lock.release()
+        except Exception as exc:
+            with self._mu:
+                self._failures += 1
+                self._last_error = type(exc).__name__
+            raise
+        finally:
+            self._save_mu.release()
+        with self._mu:
+            self._saved_gen = max(self._saved_gen, gen)
+            self._saves += 1
+            if self._gen > self._saved_gen:  # changed while saving: a new debounce window starts now
+                self._dirty_since = time.monotonic()
+            self._mu.notify_all()
+        return True
+
+    def _merged(self, mine: dict[str, tuple[Any, float | None]]) -> dict[str, tuple[Any, float | None]]:
+        assert self._merge is not None
+        disk = self._read_file() or {}
+        merged = self._merge({k: v for k, (v, _) in disk.items()}, {k: v for k, (v, _) in mine.items()})
+        out = {k: (v, (mine.get(k) or disk.get(k) or (None, None))[1]) for k, v in merged.items()}
+        with self._mu:
+            self._data = dict(out)
+        return out
+
+    def _run(self) -> None:
+        backoff: Backoff | None = None
+        while True:
+            with self._mu:
+                while self._gen <= self._saved_gen and not self._closed:
+                    self._mu.wait()
+                if self._gen <= self._saved_gen:
+                    return  # closed and clean
+                if self._mode == "debounced" and not self._closed:
+                    deadline = self._dirty_since + self._debounce
+                    while (
+                        not self._closed and self._gen > self._saved_gen and (left := deadline - time.monotonic()) > 0
+                    ):
+                        self._mu.wait(left)
+            try:
+                self._save()
+                backoff = None
+            except Exception as exc:
+                backoff = backoff or Backoff(0.05, 5.0)
+                delay = backoff.next()
+                _log.warning(
+                    "lockkit.save_failed", store=self._path, error=type(exc).__name__, retry_in=round(delay, 3)
+                )
+                with self._mu:
+                    if self._closed:
+                        return
+                    self._mu.wait(delay)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Return once every change made before the call is on disk.
+
+        Pending debounce windows fire early and a background save runs now, in the
+        calling thread. ``False`` if ``timeout`` ran out first.
+
+        Raises:
+            StorageError: The save failed (the changes stay pending and are retried).
+        """
+        return self._save(timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush, stop the writer thread; later changes raise :class:`StoreClosedError`."""
+        if self._closed:
+            return
+        self.flush(timeout)
+        with self._mu:
+            self._closed = True
+            self._mu.notify_all()
+            writer = self._writer
+        if writer is not None and writer is not threading.current_thread():
+            writer.join(timeout)
+        _open_stores.discard(self)
+
+    def reload(self) -> None:
+        """Re-read the file (other processes may have saved).
+
+        Unsaved local changes are merged with ``merge`` if given; otherwise they are
+        saved first (last writer wins), then the file is read back.
+        """
+        with self._mu:
+            dirty = self._gen > self._saved_gen
+        if dirty:
+            self.flush()
+        with self._read_lock:
+            disk = self._read_file() or {}
+        with self._mu:
+            self._data = disk
+
+    def statistics(self) -> StoreStatistics:
+        """A snapshot of the store's counters."""
+        entries = len(self)
+        with self._mu:
+            return StoreStatistics(
+                entries, self._gen, self._saves, self._failures, self._gen > self._saved_gen, self._last_error
+            )
+
+    def __enter__(self) -> PersistentStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<lockkit.PersistentStore {self._path!r} save={self._mode!r}>"  # never the contents

@@ -1,0 +1,476 @@
+"""LockManager: keyed FIFO locks that cost nothing once released."""
+
+from __future__ import annotations
+
+from _thread import allocate_lock
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from contextlib import contextmanager
+from threading import get_ident
+from types import TracebackType
+from typing import TypeVar
+
+from lockkit._internal import fork as _fork
+from lockkit._internal import log as _log
+from lockkit._internal.deadline import check_timeout, monotonic
+from lockkit._internal.stats import Counters, LockStatistics, thread_name
+from lockkit.exceptions import DeadlockError, LockTimeoutError, NotOwnerError
+from lockkit.sync._waitqueue import SXQueue, Waiter, park
+
+R = TypeVar("R")
+
+#: Per-key statistics are kept for at most this many keys (least recently used go first).
+MAX_TRACKED_KEYS = 1024
+
+
+class _Entry(SXQueue):
+    """One key's queue plus a count of its holders and waiters (deleted at zero)."""
+
+    __slots__ = ("users",)
+
+    def __init__(self, writer: int | None = None) -> None:  # no super() call: this is the hot path
+        self.writer = writer
+        self.readers = ()
+        self.waiters = ()
+        self.users = 0 if writer is None else 1
+
+
+class KeyStatistics:
+    """Mutable per-key counters kept by managers that track keys (FileMutex)."""
+
+    __slots__ = ("acquisitions", "counters")
+
+    def __init__(self) -> None:
+        self.acquisitions = 0
+        self.counters = Counters()
+
+
+class LockHandle:
+    """The hold on one key, returned by :meth:`LockManager.acquire`.
+
+    Release it by calling it, by :meth:`release`, or by using it as a context manager.
+    It belongs to the thread that acquired it: releasing it from another thread, or
+    twice, raises :class:`~lockkit.exceptions.NotOwnerError`.
+    """
+
+    __slots__ = ("_entry", "_ident", "_key", "_manager", "_released", "shared")
+
+    def __init__(self, manager: LockManager, key: Hashable, entry: _Entry, ident: int, shared: bool) -> None:
+        self._manager = manager
+        self._key = key
+        self._entry = entry
+        self._ident = ident
+        self._released = False
+        self.shared = shared
+
+    @property
+    def key(self) -> Hashable:
+        """The key this handle holds."""
+        return self._key
+
+    @property
+    def released(self) -> bool:
+        """Whether the hold was released."""
+        return self._released
+
+    def release(self) -> None:
+        """Release the hold (and delete the key's entry if nobody else uses it).
+
+        Raises:
+            NotOwnerError: Released twice, or from a thread other than the acquirer.
+
+        """
+        if self._released:
+            raise NotOwnerError("this lock handle was already released")
+        if self._ident != get_ident():
+            raise NotOwnerError("a lock handle can only be released by the thread that acquired it")
+        self._released = True
+        entry = self._entry
+        manager = self._manager
+        with manager._mu:
+            if entry.users == 1 and entry.writer is not None:  # fast path: sole exclusive user
+                entry.writer = None
+                entry.users = 0
+                if manager._entries.get(self._key) is entry:
+                    del manager._entries[self._key]
+                return
+            entry.release(self._ident)
+            manager._drop_user(self._key, entry)
+
+    __call__ = release
+
+    def __enter__(self) -> LockHandle:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._released:
+            self.release()
+
+    def __repr__(self) -> str:
+        state = "released" if self._released else "held"
+        return f"<lockkit.sync.LockHandle key={self._key!r} {'shared' if self.shared else 'exclusive'} {state}>"
+
+
+def _order(keys: Iterable[Hashable]) -> list[Hashable]:
+    """Distinct keys in one total order, so multi-key acquisition cannot deadlock."""
+    unique = list(dict.fromkeys(keys))
+    try:
+        return sorted(unique)  # type: ignore[type-var]
+    except TypeError:
+        return sorted(unique, key=lambda k: (type(k).__module__, type(k).__qualname__, repr(k)))
+
+
+class LockManager:
+    """Keyed locks: one FIFO shared/exclusive lock per key, created on demand.
+
+    Fairness: FIFO per key (task-fair in shared mode, as :class:`~lockkit.RWLock`).
+    Different keys never block each other.
+
+    Ownership: :meth:`acquire` returns a :class:`LockHandle` owned by the calling
+    thread. Reentrancy: none; acquiring a key the calling thread already holds raises
+    :class:`~lockkit.exceptions.DeadlockError`.
+
+    Memory: each key's entry counts its holders and waiters and is deleted when the
+    count reaches zero, so a million distinct keys leave nothing behind (no weak
+    references, no dependence on garbage collection timing).
+
+    Args:
+        name: A name for statistics, events and error messages.
+        track_keys: Keep per-key statistics for the most recently used keys
+            (see :meth:`key_statistics`).
+
+    """
+
+    __slots__ = ("__weakref__", "_entries", "_keystats", "_mu", "_n", "_name", "_stats")
+
+    def __init__(self, name: str | None = None, *, track_keys: bool = False) -> None:
+        self._name = name
+        self._n = 0
+        self._stats = Counters()
+        self._keystats: OrderedDict[Hashable, KeyStatistics] | None = OrderedDict() if track_keys else None
+        self._reset_after_fork()
+        _fork.register(self)
+
+    def _reset_after_fork(self) -> None:
+        self._mu = allocate_lock()
+        self._entries: dict[Hashable, _Entry] = {}
+
+    # -- acquire / release ----------------------------------------------------------
+
+    def acquire(self, key: Hashable, timeout: float | None = None, shared: bool = False) -> LockHandle:
+        """Acquire the lock for ``key``.
+
+        Args:
+            key: Any hashable key.
+            timeout: Seconds to wait at most; ``None`` waits forever, ``0`` is one attempt.
+            shared: Take the key in shared mode.
+
+        Returns:
+            A :class:`LockHandle`; call it, or use it in ``with``, to release.
+
+        Raises:
+            LockTimeoutError: The timeout ran out (the error names the holder).
+            DeadlockError: The calling thread already holds ``key``.
+
+        """
+        if timeout is not None:
+            timeout = check_timeout(True, timeout)
+        handle = self.try_acquire(key, timeout, shared)
+        if handle is None:
+            raise self._timeout_error(key, timeout)
+        return handle
+
+    def try_acquire(self, key: Hashable, timeout: float | None, shared: bool = False) -> LockHandle | None:
+        """Like :meth:`acquire`, but return ``None`` when the timeout runs out.
+
+        ``timeout`` must already be normalised (``None`` or seconds >= 0).
+        """
+        if not shared and self._keystats is None:  # fast path: a key nobody uses, exclusive
+            me = get_ident()
+            with self._mu:
+                if key not in self._entries:
+                    entry = self._entries[key] = _Entry(me)
+                    self._n += 1
+                    return LockHandle(self, key, entry, me, False)
+        return self._try_acquire(key, timeout, shared)
+
+    def _try_acquire(self, key: Hashable, timeout: float | None, shared: bool) -> LockHandle | None:
+        me = get_ident()
+        with self._mu:
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._entries[key] = _Entry()
+            entry.users += 1
+            try:
+                taken = entry.try_take(me, shared)
+            except DeadlockError:
+                entry.users -= 1
+                raise
+            if taken:
+                self._n += 1
+                if self._keystats is not None:
+                    self._key_stats(key).acquisitions += 1
+                return LockHandle(self, key, entry, me, shared)
+            if timeout == 0:
+                self._stats.contentions += 1
+                self._drop_user(key, entry)
+                return None
+            waiter = entry.enqueue(me, shared)
+            depth = len(entry.waiters)
+            self._stats.queued(depth, self._name, warn=self._keystats is None)
+            if self._keystats is not None:  # the per-key counters warn, naming the key
+                self._key_stats(key).counters.queued(depth, f"{self._name or 'lockmanager'}:{key!r}")
+        _log.debug(_log.LOCK_CONTENDED, lock=self._name, key=repr(key), shared=shared)
+
+        def cancel(w: Waiter) -> None:
+            entry.cancel(w)
+            self._drop_user(key, entry)
+
+        granted = park(waiter, self._mu, timeout, cancel, lambda: self._describe_entry(entry), self._name)
+        waited = monotonic() - waiter.since
+        with self._mu:
+            self._stats.waited(waited, granted, self._name)
+            if granted:
+                self._n += 1
+            if self._keystats is not None:
+                ks = self._key_stats(key)
+                ks.counters.waited(waited, granted, self._name)
+                if granted:
+                    ks.acquisitions += 1
+                if not entry.waiters:
+                    ks.counters.drained()
+            if not entry.waiters:
+                self._stats.drained()
+        return LockHandle(self, key, entry, me, shared) if granted else None
+
+    def _drop_user(self, key: Hashable, entry: _Entry) -> None:
+        # Under self._mu.
+        entry.users -= 1
+        if entry.users == 0 and self._entries.get(key) is entry:
+            del self._entries[key]
+
+    def _key_stats(self, key: Hashable) -> KeyStatistics:
+        ks = self._keystats
+        assert ks is not None
+        stats = ks.get(key)
+        if stats is None:
+            stats = ks[key] = KeyStatistics()
+            if len(ks) > MAX_TRACKED_KEYS:
+                ks.popitem(last=False)
+        else:
+            ks.move_to_end(key)
+        return stats
+
+    def _describe_entry(self, entry: _Entry) -> str | None:
+        with self._mu:
+            writer, readers = entry.writer, len(entry.readers)
+        if writer is not None:
+            return f"thread {thread_name(writer)!r} (exclusive)"
+        if readers:
+            return f"{readers} reader thread(s)"
+        return None
+
+    def _timeout_error(self, key: Hashable, timeout: float | None) -> LockTimeoutError:
+        with self._mu:
+            entry = self._entries.get(key)
+        holder = None if entry is None else self._describe_entry(entry)
+        return LockTimeoutError(
+            f"timed out after {timeout} s waiting for key {key!r}" + (f", held by {holder}" if holder else ""),
+            resource=repr(key),
+            timeout=timeout,
+            holder=holder,
+        )
+
+    @contextmanager
+    def lock(self, *keys: Hashable, shared: bool = False, timeout: float | None = None) -> Iterator[list[LockHandle]]:
+        """Hold several keys at once, taken in one sorted order (deadlock-free).
+
+        Args:
+            keys: The keys; duplicates are taken once.
+            shared: Take every key in shared mode.
+            timeout: One deadline for all keys together.
+
+        Yields:
+            The handles, in acquisition order.
+
+        Raises:
+            LockTimeoutError: The deadline ran out; keys already taken are released.
+
+        """
+        t = check_timeout(True, timeout)
+        deadline = None if t is None else monotonic() + t
+        handles: list[LockHandle] = []
+        try:
+            for key in _order(keys):
+                left = None if deadline is None else max(0.0, deadline - monotonic())
+                handle = self._try_acquire(key, left, shared)
+                if handle is None:
+                    raise self._timeout_error(key, timeout)
+                handles.append(handle)
+            yield handles
+        finally:
+            for handle in reversed(handles):
+                if not handle.released:
+                    handle.release()
+
+    def with_lock(self, key: Hashable, fn: Callable[[], R], *, timeout: float | None = None, shared: bool = False) -> R:
+        """Call ``fn()`` while holding ``key`` and return its result."""
+        with self.acquire(key, timeout, shared):
+            return fn()
+
+    def get_lock(self, key: Hashable, *, shared: bool = False, timeout: float | None = None) -> KeyLock:
+        """A lock-like view of one key, following the full lockkit lock contract."""
+        return KeyLock(self, key, shared=shared, timeout=timeout)
+
+    # -- introspection ----------------------------------------------------------------
+
+    def is_locked(self, key: Hashable) -> bool:
+        """Whether ``key`` is held or waited for."""
+        return key in self._entries
+
+    def queue_length(self, key: Hashable) -> int:
+        """Holders plus waiters of ``key``."""
+        entry = self._entries.get(key)
+        return 0 if entry is None else entry.users
+
+    def __len__(self) -> int:
+        """Keys in use right now (held or waited for)."""
+        return len(self._entries)
+
+    def has_pending_operations(self) -> bool:
+        """Whether any key is held or waited for."""
+        return bool(self._entries)
+
+    def wait_for_pending(self, timeout: float | None = None) -> bool:
+        """Wait until every key held or queued for at the time of the call was released.
+
+        Joins the FIFO queue of each such key and leaves it as soon as it is granted.
+
+        Returns:
+            ``True`` when all earlier operations finished, ``False`` on timeout.
+
+        """
+        t = check_timeout(True, timeout)
+        deadline = None if t is None else monotonic() + t
+        with self._mu:
+            keys = list(self._entries)
+        for key in keys:
+            left = None if deadline is None else max(0.0, deadline - monotonic())
+            handle = self._try_acquire(key, left, False)
+            if handle is None:
+                return False
+            handle.release()
+        return True
+
+    def key_statistics(self) -> dict[Hashable, LockStatistics]:
+        """Per-key snapshots for the tracked keys (empty unless ``track_keys=True``)."""
+        with self._mu:
+            out: dict[Hashable, LockStatistics] = {}
+            for key, ks in (self._keystats or {}).items():
+                entry = self._entries.get(key)
+                out[key] = self._snapshot(str(key), ks.acquisitions, ks.counters, [entry] if entry else [])
+            return out
+
+    def statistics(self) -> LockStatistics:
+        """A snapshot of the counters over all keys; ``queue_length`` sums every key."""
+        with self._mu:
+            return self._snapshot(self._name, self._n, self._stats, list(self._entries.values()))
+
+    def _snapshot(self, name: str | None, n: int, s: Counters, entries: list[_Entry]) -> LockStatistics:
+        # Under self._mu.
+        waiting = sum(len(e.waiters) for e in entries)
+        readers = sum(len(e.readers) for e in entries)
+        writers = [e.writer for e in entries if e.writer is not None]
+        return s.snapshot(
+            name,
+            n,
+            held=bool(writers) or readers > 0,
+            readers=readers,
+            owner=thread_name(writers[0]) if len(writers) == 1 else None,
+            waiting=waiting,
+            queue_length=len(writers) + readers + waiting,
+        )
+
+    def __repr__(self) -> str:
+        return f"<lockkit.LockManager name={self._name!r} keys={len(self._entries)}>"
+
+
+class KeyLock:
+    """One key of a :class:`LockManager` seen as a lock (``acquire``/``release``/``with``).
+
+    Fairness, ownership and reentrancy are the manager's: FIFO per key, owned by the
+    acquiring thread, not reentrant. Obtain it with :meth:`LockManager.get_lock`.
+    """
+
+    __slots__ = ("_handles", "_key", "_manager", "_mu", "_shared", "_timeout")
+
+    def __init__(
+        self, manager: LockManager, key: Hashable, *, shared: bool = False, timeout: float | None = None
+    ) -> None:
+        self._manager = manager
+        self._key = key
+        self._shared = shared
+        self._timeout = check_timeout(True, timeout)
+        self._handles: dict[int, LockHandle] = {}
+        self._mu = allocate_lock()
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Acquire the key; ``True`` if now held, ``False`` if the attempt/timeout ran out."""
+        handle = self._manager._try_acquire(self._key, check_timeout(blocking, timeout), self._shared)
+        if handle is None:
+            return False
+        with self._mu:
+            self._handles[get_ident()] = handle
+        return True
+
+    def release(self) -> None:
+        """Release the calling thread's hold.
+
+        Raises:
+            NotOwnerError: The calling thread does not hold the key through this lock.
+
+        """
+        with self._mu:
+            handle = self._handles.pop(get_ident(), None)
+        if handle is None:
+            raise NotOwnerError(f"cannot release key {self._key!r}: this thread does not hold it")
+        handle.release()
+
+    def __enter__(self) -> KeyLock:
+        if not self.acquire(True, self._timeout):
+            raise self._manager._timeout_error(self._key, self._timeout)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def locked(self) -> bool:
+        """Whether the key is held by anyone."""
+        with self._manager._mu:
+            entry = self._manager._entries.get(self._key)
+            return entry is not None and (entry.writer is not None or bool(entry.readers))
+
+    def is_locked(self) -> bool:
+        """Whether the key is held or waited for."""
+        return self._manager.is_locked(self._key)
+
+    def queue_length(self) -> int:
+        """Holders plus waiters of the key."""
+        return self._manager.queue_length(self._key)
+
+    def statistics(self) -> LockStatistics:
+        """The manager's statistics, restricted to this key's current queue."""
+        m = self._manager
+        with m._mu:
+            entry = m._entries.get(self._key)
+            return m._snapshot(repr(self._key), m._n, m._stats, [entry] if entry else [])
