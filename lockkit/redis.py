@@ -304,7 +304,7 @@ class RedisLock:
         self._tickets: dict[int, int | None] = {}
         self._mu = threading.Lock()
         self._stats = Counters()
-        self._n = 0
+        self._acquisitions = 0
         self._renewals = 0
         self._losses = 0
         self.lost = False
@@ -391,7 +391,7 @@ class RedisLock:
                 if granted:
                     # the lease started no earlier than the attempt: trust it only from then
                     with self._mu:
-                        self._n += 1
+                        self._acquisitions += 1
                         self._tickets[get_ident()] = int(ticket.split(":", maxsplit=1)[0]) if ticket else None
                         if waited:
                             self._stats.waited(monotonic() - started, True, self.name)
@@ -592,7 +592,7 @@ class RedisLock:
         local = self._local.statistics()
         queued = self.queue_length()
         with self._mu:
-            merged = self._stats.merged(local, self.name, self._n, held=bool(self._holds))
+            merged = self._stats.merged(local, self.name, self._acquisitions, held=bool(self._holds))
         return dataclasses.replace(merged, waiting=merged.waiting + queued, queue_length=merged.queue_length + queued)
 
     def lease_statistics(self) -> RedisLockStatistics:

@@ -273,3 +273,21 @@ def test_deleted_lock_file_is_recreated_not_trusted(tmp_path: Path) -> None:
         os.close(other)
     assert lock.acquire(timeout=1)
     lock.release()
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("timeout", [0, 0.2])
+def test_marker_acquire_honours_its_deadline_while_a_breaker_works(tmp_path: Path, timeout: float) -> None:
+    # A stale marker (its holder is dead) that another breaker is busy breaking: the
+    # acquirer may not break it itself, and must give up at its deadline instead of
+    # spinning until the breaker finishes.
+    path = tmp_path / "busy.lock"
+    dead = ctx.Process(target=time.sleep, args=(0,))
+    dead.start()
+    dead.join()
+    record = {"pid": dead.pid, "host": socket.gethostname(), "start": None, "thread": "t", "at": time.time()}
+    path.write_text(json.dumps(record) + "\n")
+    (tmp_path / "busy.lock.break").write_text("")
+    lock = lockkit.FileLock(path, strategy="marker")
+    assert lock.acquire(timeout=timeout) is False
+    assert lock.statistics().timeouts + lock.statistics().contentions >= 1

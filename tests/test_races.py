@@ -26,7 +26,7 @@ class _TimesOut:
 def test_granted_at_the_moment_of_timeout_keeps_the_lock() -> None:
     mu = allocate_lock()
     q = SXQueue()
-    q.writer = 1
+    q._writer = 1
     waiter = q.enqueue(2, False)
     waiter.lock = _TimesOut()  # type: ignore[assignment]
     with mu:
@@ -35,22 +35,22 @@ def test_granted_at_the_moment_of_timeout_keeps_the_lock() -> None:
     # ... whose own wait then reports a timeout: it must keep the grant.
     assert park(waiter, mu, 0.01, cancelled.append, lambda: None, "race") is True
     assert cancelled == []
-    assert q.writer == 2
+    assert q._writer == 2
 
 
 def test_timeout_without_grant_cancels_and_passes_on() -> None:
     mu = allocate_lock()
     q = SXQueue()
-    q.writer = 1
+    q._writer = 1
     timed_out = q.enqueue(2, False)
     timed_out.lock = _TimesOut()  # type: ignore[assignment]
     reader_a = q.enqueue(3, True)
     reader_b = q.enqueue(4, True)
-    q.writer = None  # the holder left while the writer was timing out
+    q._writer = None  # the holder left while the writer was timing out
     assert park(timed_out, mu, 0.01, q.cancel, lambda: None, "race") is False
     # the readers behind the timed-out writer were re-examined and granted together
     assert reader_a.granted and reader_b.granted
-    assert q.readers == {3, 4}
+    assert q._readers == {3, 4}
 
 
 @pytest.mark.parametrize("policy", ["fifo"])

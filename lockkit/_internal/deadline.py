@@ -49,15 +49,17 @@ class Deadline:
 
     Args:
         timeout: Seconds from now (already checked by :func:`check_timeout`), or ``None``.
-        start: The monotonic time the wait started (default: now).
+        start: The monotonic time the wait started (default: now); kept as
+            :attr:`start` for wait-time statistics.
 
     """
 
-    __slots__ = ("at", "timeout")
+    __slots__ = ("at", "start", "timeout")
 
     def __init__(self, timeout: float | None, start: float | None = None) -> None:
         self.timeout = timeout
-        self.at = None if timeout is None else (monotonic() if start is None else start) + timeout
+        self.start = monotonic() if start is None else start
+        self.at = None if timeout is None else self.start + timeout
 
     def remaining(self) -> float | None:
         """Seconds left (never negative), or ``None`` for no deadline."""

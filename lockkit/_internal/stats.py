@@ -56,7 +56,7 @@ class Counters:
 
     __slots__ = (
         "contentions",
-        "deep",
+        "warned_deep",
         "hold_max",
         "hold_total",
         "peak_queue",
@@ -73,19 +73,19 @@ class Counters:
         self.hold_total = 0.0
         self.hold_max = 0.0
         self.peak_queue = 0
-        self.deep = False
+        self.warned_deep = False
 
     def queued(self, depth: int, name: str | None, *, warn: bool = True) -> None:
         """Account one more waiter; ``depth`` is the number now waiting."""
         self.contentions += 1
         self.peak_queue = max(self.peak_queue, depth)
-        if warn and depth > _log.DEEP_QUEUE and not self.deep:
-            self.deep = True
+        if warn and depth > _log.DEEP_QUEUE and not self.warned_deep:
+            self.warned_deep = True
             _log.warning(_log.QUEUE_DEEP, lock=name, waiting=depth)
 
     def drained(self) -> None:
         """The queue emptied: a later deep queue is a new episode and warns again."""
-        self.deep = False
+        self.warned_deep = False
 
     def waited(self, seconds: float, granted: bool, name: str | None) -> None:
         """Account one finished wait."""

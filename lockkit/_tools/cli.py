@@ -21,7 +21,7 @@ from lockkit.exceptions import LockFileError
 from lockkit.files._filelock import FileLock
 from lockkit.files._holder import LockInfo, dead_reason
 from lockkit.files._kernel import kernel_mode, read_holder
-from lockkit.files._marker import break_marker, marker_holder, read_marker, stale_reason
+from lockkit.files._marker import break_marker, read_marker, stale_reason
 
 EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
@@ -110,7 +110,7 @@ def _run(ns: argparse.Namespace) -> int:
     try:
         lock = FileLock(ns.lockfile, shared=ns.shared, strategy=ns.strategy)
         if not lock.acquire(timeout=timeout):
-            holder = lock.timeout_error(timeout).holder
+            holder = lock._timeout_error(timeout).holder
             _err(f"{ns.lockfile} is locked" + (f" (held by {holder})" if holder else ""))
             return int(ns.conflict_exit_code)
     except (LockFileError, ValueError) as exc:
@@ -159,7 +159,7 @@ def _describe(path: str, stale_after: float) -> dict[str, Any]:
     info: LockInfo | None
     if head == b"{":
         out["strategy"] = "marker"
-        info = marker_holder(path)
+        info = FileLock(path, strategy="marker").holder()
         seen = read_marker(path)
         if info is None or seen is None:
             return {**out, "state": "free"}

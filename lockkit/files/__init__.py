@@ -10,8 +10,9 @@ resource paths and reports failures as results instead of exceptions.
 
 from __future__ import annotations
 
-from lockkit.files._filelock import FileLock, Strategy
+from lockkit.files._filelock import FileLock
+from lockkit.files._strategy import LockStrategy, StrategyName
 from lockkit.files._holder import LockInfo
 from lockkit.files._service import FileLockHandle, FileLockService, LockResult
 
-__all__ = ["FileLock", "FileLockHandle", "FileLockService", "LockInfo", "LockResult", "Strategy"]
+__all__ = ["FileLock", "FileLockHandle", "FileLockService", "LockInfo", "LockResult", "LockStrategy", "StrategyName"]

@@ -6,38 +6,17 @@ import os
 from _thread import allocate_lock
 from threading import get_ident
 from types import TracebackType
-from typing import Literal
 
 from lockkit._internal import fork as _fork
-from lockkit._internal.deadline import check_timeout, monotonic
+from lockkit._internal.deadline import Deadline, check_timeout, monotonic, timeout_error
 from lockkit._internal.stats import Counters, LockStatistics
 from lockkit.exceptions import DeadlockError, LockTimeoutError, NotOwnerError
 from lockkit.files._holder import LockInfo
-from lockkit.files._kernel import (
-    LOCK_EX,
-    PathState,
-    flock_nb,
-    kernel_lock,
-    kernel_mode,
-    kernel_unlock,
-    kernel_unlock_if_replaced,
-    next_token,
-    publish_exclusive,
-    read_holder,
-    read_token,
-    state_for,
-)
-from lockkit.files._marker import (
-    MarkerHold,
-    fence_bump,
-    marker_holder,
-    marker_lock,
-    marker_unlock,
-)
+from lockkit.files._kernel import KernelStrategy
+from lockkit.files._marker import MarkerStrategy
+from lockkit.files._strategy import LockStrategy, StrategyName
 from lockkit.resilience._backoff import Backoff
 from lockkit.sync._manager import LockHandle, LockManager
-
-Strategy = Literal["kernel", "marker"]
 
 #: The in-process layer of every FileLock: FIFO among the threads of this process.
 process_locks = LockManager("filelock")
@@ -62,15 +41,16 @@ def _check_path(path: str | os.PathLike[str]) -> str:
 
 
 class _Hold:
-    __slots__ = ("contended", "handle", "marker", "shared", "token", "waited")
+    """One thread's hold: the in-process handle, the strategy's ticket, wait accounting."""
 
-    def __init__(self, handle: LockHandle, shared: bool, token: int | None, marker: MarkerHold | None) -> None:
+    __slots__ = ("handle", "shared", "ticket", "token", "waited")
+
+    def __init__(self, handle: LockHandle, shared: bool, ticket: object) -> None:
         self.handle = handle
         self.shared = shared
-        self.token = token
-        self.marker = marker
-        self.contended = False
-        self.waited: float | None = None
+        self.ticket = ticket
+        self.token: int | None = None
+        self.waited: float | None = None  # seconds waited for another process, if any
 
 
 class FileLock:
@@ -118,7 +98,7 @@ class FileLock:
         *,
         shared: bool = False,
         timeout: float | None = None,
-        strategy: Strategy = "kernel",
+        strategy: StrategyName = "kernel",
         stale_after: float = 300.0,
         poll_initial: float = 0.0002,
         poll_max: float = 0.01,
@@ -135,11 +115,14 @@ class FileLock:
         self._key = lock_key(self._path)
         self._shared = shared
         self._timeout = check_timeout(True, timeout)
-        self._strategy: Strategy = strategy
-        self._stale_after = float(stale_after)
         self._poll = (float(poll_initial), float(poll_max))
+        self._strategy: LockStrategy
+        if strategy == "kernel":
+            self._strategy = KernelStrategy(self._path, self._key, process_locks.is_locked, self._backoff)
+        else:
+            self._strategy = MarkerStrategy(self._path, self._key, float(stale_after), self._backoff)
         self._stats = Counters()
-        self._n = 0
+        self._acquisitions = 0
         self._reset_after_fork()
         _fork.register(self)
 
@@ -147,7 +130,6 @@ class FileLock:
         # A forked child holds none of its parent's locks (and must not release them).
         self._holds: dict[int, _Hold] = {}
         self._mu = allocate_lock()
-        self._kernel_waiting = 0
 
     @property
     def path(self) -> str:
@@ -160,9 +142,9 @@ class FileLock:
         return self._shared
 
     @property
-    def strategy(self) -> Strategy:
+    def strategy(self) -> StrategyName:
         """``"kernel"`` or ``"marker"``."""
-        return self._strategy
+        return self._strategy.name
 
     def _backoff(self) -> Backoff:
         return Backoff(*self._poll)
@@ -189,14 +171,23 @@ class FileLock:
         me = get_ident()
         if me in self._holds:
             raise DeadlockError(f"lock file {self._path!r} is not reentrant: this thread already holds it")
-        deadline = None if t is None else (0.0 if t == 0 else monotonic() + t)
+        deadline: Deadline | None = None  # made on the first wait: the uncontended path reads no clock
         handle = process_locks.try_acquire(self._key, 0.0, self._shared)
         if handle is None:  # another thread of this process holds it: queue FIFO
-            handle = self._wait_in_process(t, deadline)
+            if t == 0:
+                self._account(None, granted=False)
+                return False
+            deadline = Deadline(t)
+            with self._mu:
+                self._stats.queued(process_locks.queue_length(self._key), self._path, warn=False)
+            handle = process_locks.try_acquire(self._key, deadline.remaining(), self._shared)
+            waited = monotonic() - deadline.start
+            with self._mu:
+                self._stats.waited(waited, handle is not None, self._path)
             if handle is None:
                 return False
         try:
-            hold = self._take(handle, deadline)
+            hold = self._take(handle, t, deadline)
         except BaseException:
             handle.release()
             raise
@@ -206,77 +197,35 @@ class FileLock:
         self._holds[me] = hold
         return True
 
-    def _wait_in_process(self, t: float | None, deadline: float | None) -> LockHandle | None:
+    def _take(self, handle: LockHandle, t: float | None, deadline: Deadline | None) -> _Hold | None:
+        ticket = self._strategy.take(self._shared, None)  # one attempt, no clock
+        if ticket is not None:
+            self._acquisitions += 1  # under the in-process lock (exclusive) or the GIL (shared)
+            return _Hold(handle, self._shared, ticket)
         if t == 0:
-            with self._mu:
-                self._stats.contentions += 1
+            self._account(None, granted=False)
             return None
         since = monotonic()
-        with self._mu:
-            self._stats.queued(process_locks.queue_length(self._key), self._path, warn=False)
-        left = None if deadline is None else max(0.0, deadline - since)
-        handle = process_locks.try_acquire(self._key, left, self._shared)
-        with self._mu:
-            self._stats.waited(monotonic() - since, handle is not None, self._path)
-        return handle
-
-    def _take(self, handle: LockHandle, deadline: float | None) -> _Hold | None:
-        if self._strategy == "kernel" and not self._shared:  # the hot path: no clock, no counters
-            st = state_for(self._key, self._path, process_locks.is_locked)
-            fd = st.fd if st.fd >= 0 else st.open()
-            if flock_nb(fd, LOCK_EX):
-                if not st.replaced():
-                    publish_exclusive(fd)
-                    self._n += 1  # under the in-process exclusive lock
-                    return _Hold(handle, False, None, None)
-                kernel_unlock_if_replaced(st)
-                return self._take_slow(handle, deadline)
-            return self._take_slow(handle, deadline, tried=True)
-        return self._take_slow(handle, deadline)
-
-    def _take_slow(self, handle: LockHandle, deadline: float | None, *, tried: bool = False) -> _Hold | None:
-        since = 0.0 if deadline == 0.0 else monotonic()
-        self._kernel_waiting += 1
-        try:
-            if self._strategy == "marker":
-                got = marker_lock(self._path, self._stale_after, deadline, self._backoff())
-                ok: bool | None = got is not None
-                hold = None if got is None else _Hold(handle, False, got[1], got[0])
-            else:
-                st = state_for(self._key, self._path, process_locks.is_locked)
-                if self._shared:
-                    ok = self._shared_kernel(st, deadline)
-                else:
-                    ok = kernel_lock(st, False, deadline, self._backoff, tried=tried)
-                hold = None
-                if ok is not False:
-                    if not self._shared:
-                        publish_exclusive(st.fd)
-                    hold = _Hold(handle, self._shared, None, None)
-        finally:
-            self._kernel_waiting -= 1  # under the in-process lock (exclusive), or the GIL (shared)
-        if hold is None:
-            self._account(ok, None if deadline == 0.0 else monotonic() - since, False)
-        elif ok is not True:  # accounted at release, outside the critical section
-            hold.waited = None if deadline == 0.0 else monotonic() - since
-            hold.contended = True
-        else:
-            self._n += 1
+        ticket = self._strategy.take(self._shared, Deadline(t) if deadline is None else deadline)
+        if ticket is None:
+            self._account(monotonic() - since, granted=False)
+            return None
+        hold = _Hold(handle, self._shared, ticket)
+        hold.waited = monotonic() - since  # accounted at release, outside the critical section
         return hold
 
-    def _account(self, ok: bool | None, waited: float | None, granted: bool) -> None:
+    def _account(self, waited: float | None, *, granted: bool) -> None:
+        """Count one acquisition that found another process in the way (``waited=None``: one attempt)."""
         with self._mu:
             if granted:
-                self._n += 1
-            if ok is not True:  # waited (None) or timed out (False)
-                self._stats.contentions += 1
-                if waited is not None:
-                    self._stats.waited(waited, granted, self._path)
-        if ok is not True:
-            with _process_mu:
-                _process_counters.contentions += 1
-                if waited is not None:
-                    _process_counters.waited(waited, granted, None)
+                self._acquisitions += 1
+            self._stats.contentions += 1
+            if waited is not None:
+                self._stats.waited(waited, granted, self._path)
+        with _process_mu:
+            _process_counters.contentions += 1
+            if waited is not None:
+                _process_counters.waited(waited, granted, None)
 
     @staticmethod
     def process_statistics() -> LockStatistics:
@@ -290,22 +239,6 @@ class FileLock:
         with _process_mu:
             return _process_counters.merged(local, "filelocks", local.acquisitions, held=local.held)
 
-    def _shared_kernel(self, st: PathState, deadline: float | None) -> bool | None:
-        left = None if deadline is None else max(0.0, deadline - monotonic())
-        if not st.gate.acquire(timeout=left):
-            return False
-        try:
-            if st.shared == 0:
-                ok = kernel_lock(st, True, deadline, self._backoff)
-                if ok is False:
-                    return False
-            else:
-                ok = True
-            st.shared += 1
-            return ok
-        finally:
-            st.gate.release()
-
     def release(self) -> None:
         """Release the calling thread's hold.
 
@@ -316,25 +249,15 @@ class FileLock:
         if hold is None:
             raise NotOwnerError(f"cannot release lock file {self._path!r}: this thread does not hold it")
         try:
-            if hold.marker is not None:
-                marker_unlock(hold.marker)
-            else:
-                st = state_for(self._key, self._path, process_locks.is_locked)
-                if hold.shared:
-                    with st.gate:
-                        st.shared -= 1
-                        if st.shared == 0:
-                            kernel_unlock(st)
-                else:
-                    kernel_unlock(st)
+            self._strategy.release(hold.ticket, hold.shared)
         finally:
             hold.handle.release()
-        if hold.contended:
-            self._account(None, hold.waited, True)
+        if hold.waited is not None:
+            self._account(hold.waited, granted=True)
 
     def __enter__(self) -> FileLock:
         if not self.acquire(True, self._timeout):
-            raise self.timeout_error(self._timeout)
+            raise self._timeout_error(self._timeout)
         return self
 
     def __exit__(
@@ -345,16 +268,9 @@ class FileLock:
     ) -> None:
         self.release()
 
-    def timeout_error(self, timeout: float | None) -> LockTimeoutError:
+    def _timeout_error(self, timeout: float | None) -> LockTimeoutError:
         """The :class:`~lockkit.exceptions.LockTimeoutError` for a timed-out wait, naming the holder."""
-        holder = self._describe_holder()
-        return LockTimeoutError(
-            f"timed out after {timeout} s waiting for lock file {self._path!r}"
-            + (f": held by {holder}" if holder else ""),
-            resource=self._path,
-            timeout=timeout,
-            holder=holder,
-        )
+        return timeout_error(f"lock file {self._path!r}", timeout, resource=self._path, holder=self._describe_holder())
 
     def _describe_holder(self) -> str | None:
         try:
@@ -385,14 +301,9 @@ class FileLock:
         hold = self._holds.get(get_ident())
         if hold is None:
             raise NotOwnerError(f"this thread does not hold lock file {self._path!r}")
-        if hold.marker is not None:
-            if not hold.token:
-                hold.token = fence_bump(self._path)
-            return hold.token
         if hold.token is None:
-            st = state_for(self._key, self._path, process_locks.is_locked)
             # Exclusive: handed out now, under the lock (strictly above every earlier token).
-            hold.token = read_token(st.open()) if hold.shared else next_token(st.open())
+            hold.token = self._strategy.fencing_token(hold.ticket, hold.shared)
         return hold.token
 
     def holder(self) -> LockInfo | None:
@@ -401,15 +312,7 @@ class FileLock:
         The kernel strategy reads ``/proc/locks`` and the holder record, without
         touching the lock; the marker strategy reads the marker.
         """
-        if self._strategy == "marker":
-            return marker_holder(self._path)
-        mode = kernel_mode(self._path)
-        if mode is None:
-            return None
-        token, info = read_holder(self._path)
-        if mode == "shared" or info is None:
-            return LockInfo(None, None, None, None, mode == "shared", token)
-        return info
+        return self._strategy.holder()
 
     def held_by_me(self) -> bool:
         """Whether the calling thread holds this lock (through this object)."""
@@ -421,11 +324,7 @@ class FileLock:
 
     def is_locked(self) -> bool:
         """Whether anyone holds or waits for it: threads of this process or other processes."""
-        if process_locks.is_locked(self._key):
-            return True
-        if self._strategy == "marker":
-            return marker_holder(self._path) is not None
-        return kernel_mode(self._path) is not None
+        return process_locks.is_locked(self._key) or self._strategy.holder() is not None
 
     def queue_length(self) -> int:
         """Holders plus waiters among the threads of this process."""
@@ -437,7 +336,7 @@ class FileLock:
         with self._mu:
             return self._stats.snapshot(
                 self._path,
-                self._n,
+                self._acquisitions,
                 held=local.held,
                 readers=local.readers,
                 owner=local.owner,
@@ -448,4 +347,4 @@ class FileLock:
 
     def __repr__(self) -> str:
         mode = "shared" if self._shared else "exclusive"
-        return f"<lockkit.FileLock {self._path!r} {self._strategy} {mode}>"
+        return f"<lockkit.FileLock {self._path!r} {self._strategy.name} {mode}>"

@@ -9,7 +9,6 @@ written through the held descriptor. Descriptors are ``O_CLOEXEC`` and are close
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import threading
@@ -18,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from lockkit._internal import fork as _fork
-from lockkit._internal.deadline import monotonic
+from lockkit._internal.deadline import Deadline
 from lockkit.files._holder import (
     LockInfo,
     lock_file_error,
@@ -27,6 +26,7 @@ from lockkit.files._holder import (
     record_info,
     record_prefix,
 )
+from lockkit.files._strategy import LockStrategy, StrategyName
 from lockkit.resilience._backoff import Backoff
 from lockkit.sync._mutex import Mutex
 
@@ -110,18 +110,8 @@ _hook = _ForkHook()
 _fork.register(_hook)
 
 
-LOCK_EX = fcntl.LOCK_EX
-
-
-def kernel_unlock_if_replaced(st: PathState) -> None:
-    """After a failed fast attempt: drop a lock taken on a deleted/replaced file."""
-    if st.replaced():
-        with contextlib.suppress(OSError):
-            fcntl.flock(st.fd, fcntl.LOCK_UN)
-        st.close()
-
-
 def flock_nb(fd: int, op: int) -> bool:
+    """One non-blocking ``flock``: ``True`` if taken."""
     try:
         fcntl.flock(fd, op | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -129,48 +119,41 @@ def flock_nb(fd: int, op: int) -> bool:
     return True
 
 
-def kernel_lock(
-    st: PathState, shared: bool, deadline: float | None, make_backoff: Callable[[], Backoff], *, tried: bool = False
-) -> bool | None:
+def kernel_lock(st: PathState, shared: bool, deadline: Deadline | None, make_backoff: Callable[[], Backoff]) -> bool:
     """Take the kernel lock on ``st``'s descriptor.
 
-    No deadline: block in the kernel (the GIL is released, no polling). A deadline:
-    non-blocking attempts with jittered exponential backoff from the retry module,
-    never sleeping past it.
+    ``deadline=None``: one attempt. A deadline without a time: block in the kernel (the
+    GIL is released, no polling). A deadline with a time: non-blocking attempts with
+    jittered exponential backoff, never sleeping past it. A lock taken on a file that
+    was deleted or replaced meanwhile guards nothing: it is dropped and taken again on
+    the file now at the path.
 
     Returns:
-        ``True`` if taken at once, ``None`` if taken after waiting, ``False`` if the
-        deadline passed.
+        ``True`` if taken, ``False`` if the attempt failed or the deadline passed.
     """
     op = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-    waited = False
     while True:
         fd = st.open()
         try:
-            if tried or not flock_nb(fd, op):  # tried: the caller's own attempt just failed
-                tried = False
-                waited = True
+            if not flock_nb(fd, op):
                 if deadline is None:
+                    return False
+                if deadline.at is None:
                     fcntl.flock(fd, op)
                 else:
                     backoff = make_backoff()
                     while True:
-                        left = deadline - monotonic()
-                        if left <= 0:
+                        if not deadline.sleep(backoff):
                             return False
-                        backoff_sleep(backoff.next(left))
                         if flock_nb(fd, op):
                             break
         except OSError as exc:
             raise lock_file_error(st.path, exc) from exc
         if not st.replaced():
-            return None if waited else True
+            return True
         # Someone deleted or replaced the lock file: our lock guards nothing. Start over.
         fcntl.flock(fd, fcntl.LOCK_UN)
         st.close()
-
-
-backoff_sleep = time.sleep
 
 
 def kernel_unlock(st: PathState) -> None:
@@ -253,3 +236,73 @@ def _probe_mode(path: str) -> str | None:  # pragma: no cover - non-Linux fallba
         return None
     finally:
         os.close(fd)
+
+
+class KernelStrategy(LockStrategy):
+    """``flock`` on a sidecar lock file that is never deleted; the kernel frees it on crash.
+
+    Shared holds of the threads of one process share one kernel ``LOCK_SH``, counted
+    under the path's gate.
+    """
+
+    __slots__ = ("_busy", "_make_backoff")
+
+    name: StrategyName = "kernel"
+
+    def __init__(self, path: str, key: str, busy: Callable[[str], bool], make_backoff: Callable[[], Backoff]) -> None:
+        super().__init__(path, key)
+        self._busy = busy
+        self._make_backoff = make_backoff
+
+    def take(self, shared: bool, deadline: Deadline | None) -> PathState | None:
+        st = state_for(self.key, self.path, self._busy)
+        if shared:
+            return st if self._take_shared(st, deadline) else None
+        if deadline is None:  # the hot path: one syscall, no clock
+            fd = st.fd if st.fd >= 0 else st.open()
+            if not flock_nb(fd, fcntl.LOCK_EX):
+                return None
+            if st.replaced():
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                st.close()
+                if not kernel_lock(st, False, None, self._make_backoff):
+                    return None
+        elif not kernel_lock(st, False, deadline, self._make_backoff):
+            return None
+        publish_exclusive(st.fd)
+        return st
+
+    def _take_shared(self, st: PathState, deadline: Deadline | None) -> bool:
+        if not st.gate.acquire(timeout=0.0 if deadline is None else deadline.remaining()):
+            return False
+        try:
+            if st.shared == 0 and not kernel_lock(st, True, deadline, self._make_backoff):
+                return False
+            st.shared += 1
+            return True
+        finally:
+            st.gate.release()
+
+    def release(self, ticket: object, shared: bool) -> None:
+        assert isinstance(ticket, PathState)
+        if shared:
+            with ticket.gate:
+                ticket.shared -= 1
+                if ticket.shared == 0:
+                    kernel_unlock(ticket)
+        else:
+            kernel_unlock(ticket)
+
+    def fencing_token(self, ticket: object, shared: bool) -> int:
+        assert isinstance(ticket, PathState)
+        fd = ticket.open()
+        return read_token(fd) if shared else next_token(fd)
+
+    def holder(self) -> LockInfo | None:
+        mode = kernel_mode(self.path)
+        if mode is None:
+            return None
+        token, info = read_holder(self.path)
+        if mode == "shared" or info is None:
+            return LockInfo(None, None, None, None, mode == "shared", token)
+        return info

@@ -17,10 +17,11 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
 
 from lockkit._internal import fork as _fork
 from lockkit._internal import log as _log
-from lockkit._internal.deadline import monotonic
+from lockkit._internal.deadline import Deadline
 from lockkit.files._holder import (
     LockInfo,
     dead_reason,
@@ -30,6 +31,7 @@ from lockkit.files._holder import (
     record_info,
     record_prefix,
 )
+from lockkit.files._strategy import LockStrategy, StrategyName
 from lockkit.resilience._backoff import Backoff
 
 #: A ``.break`` marker older than this (seconds) belongs to a crashed breaker.
@@ -217,57 +219,62 @@ def break_marker(path: str, judged: os.stat_result, stale_after: float, reason: 
             os.unlink(breaker)
 
 
-def marker_lock(
-    path: str, stale_after: float, deadline: float | None, backoff: Backoff
-) -> tuple[MarkerHold, int] | None:
-    """Take the marker lock, breaking stale markers; ``None`` when the deadline passes."""
-    while True:
-        hold = try_link(path, stale_after)
-        if hold is not None:
-            heartbeat.add(hold)
-            return hold, 0  # the fencing token is handed out when first read (fence_bump)
-        seen = read_marker(path)
+class MarkerStrategy(LockStrategy):
+    """An atomically published marker file, for file systems without working locks.
+
+    Exclusive only. A stale marker is broken only on proof (see :func:`stale_reason`).
+    """
+
+    __slots__ = ("_make_backoff", "_stale_after")
+
+    name: StrategyName = "marker"
+
+    def __init__(self, path: str, key: str, stale_after: float, make_backoff: Callable[[], Backoff]) -> None:
+        super().__init__(path, key)
+        self._stale_after = stale_after
+        self._make_backoff = make_backoff
+
+    def take(self, shared: bool, deadline: Deadline | None) -> MarkerHold | None:
+        backoff: Backoff | None = None
+        while True:
+            hold = try_link(self.path, self._stale_after)
+            if hold is not None:
+                heartbeat.add(hold)
+                return hold
+            seen = read_marker(self.path)
+            if seen is None:
+                continue  # released meanwhile: try again at once
+            reason = stale_reason(seen[0], seen[1], self._stale_after)
+            if reason is not None and break_marker(self.path, seen[0], self._stale_after, reason):
+                continue
+            # A live holder, or another process is breaking the marker: wait our turn.
+            if deadline is None:
+                return None
+            backoff = backoff or self._make_backoff()
+            if not deadline.sleep(backoff):
+                return None
+
+    def release(self, ticket: object, shared: bool) -> None:
+        """Remove our marker (only if the name still points at our inode)."""
+        assert isinstance(ticket, MarkerHold)
+        heartbeat.remove(ticket)
+        try:
+            if ticket.still_ours():
+                os.unlink(ticket.path)
+            else:
+                _log.warning("lockkit.marker_lost", lock=ticket.path)
+        finally:
+            os.close(ticket.fd)
+
+    def fencing_token(self, ticket: object, shared: bool) -> int:
+        return fence_bump(self.path)
+
+    def holder(self) -> LockInfo | None:
+        seen = read_marker(self.path)
         if seen is None:
-            continue  # released meanwhile: try again at once
-        st, info = seen
-        reason = stale_reason(st, info, stale_after)
-        if reason is not None:
-            break_marker(path, st, stale_after, reason)
-            continue
-        left = None if deadline is None else deadline - monotonic()
-        if left is not None and left <= 0:
             return None
-        time.sleep(backoff.next(left))
-
-
-def marker_unlock(hold: MarkerHold) -> None:
-    """Remove our marker (only if the name still points at our inode)."""
-    heartbeat.remove(hold)
-    try:
-        if hold.still_ours():
-            os.unlink(hold.path)
-        else:
-            _log.warning("lockkit.marker_lost", lock=hold.path)
-    finally:
-        os.close(hold.fd)
-
-
-def marker_holder(path: str) -> LockInfo | None:
-    """The marker's holder, or ``None`` when there is no marker."""
-    seen = read_marker(path)
-    if seen is None:
-        return None
-    info = seen[1]
-    token = fence_value(path)
-    if info is None:
-        return LockInfo(None, None, None, seen[0].st_mtime, False, token)
-    return LockInfo(info.pid, info.hostname, info.thread, info.acquired_at, False, token, info.start_token)
-
-
-def describe_staleness(path: str, stale_after: float) -> tuple[bool, str]:
-    """Whether the marker is stale, and why (for ``lockkit status``)."""
-    seen = read_marker(path)
-    if seen is None:
-        return False, "no marker"
-    reason = stale_reason(seen[0], seen[1], stale_after)
-    return (True, reason) if reason else (False, "holder alive (heartbeat fresh)")
+        info = seen[1]
+        token = fence_value(self.path)
+        if info is None:
+            return LockInfo(None, None, None, seen[0].st_mtime, False, token)
+        return LockInfo(info.pid, info.hostname, info.thread, info.acquired_at, False, token, info.start_token)

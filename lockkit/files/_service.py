@@ -17,7 +17,8 @@ from lockkit.exceptions import (
     LockTimeoutError,
     NotOwnerError,
 )
-from lockkit.files._filelock import FileLock, Strategy, lock_key
+from lockkit.files._filelock import FileLock, lock_key
+from lockkit.files._strategy import StrategyName
 from lockkit.files._holder import LockInfo
 
 R = TypeVar("R")
@@ -119,13 +120,13 @@ class FileLockService:
         self,
         lock_dir: str | os.PathLike[str] | None = None,
         default_timeout: float = 30.0,
-        strategy: Strategy = "kernel",
+        strategy: StrategyName = "kernel",
     ) -> None:
         if strategy not in ("kernel", "marker"):
             raise ValueError(f"strategy must be 'kernel' or 'marker', not {strategy!r}")
         self._lock_dir = None if lock_dir is None else os.path.abspath(os.fspath(lock_dir))
         self._default_timeout = check_timeout(True, default_timeout)
-        self._strategy: Strategy = strategy
+        self._strategy: StrategyName = strategy
 
     def lock_path_for(self, resource_path: str | os.PathLike[str]) -> str:
         """The lock file used for ``resource_path``."""
@@ -173,7 +174,7 @@ class FileLockService:
         if ok:
             return LockResult(True, FileLockHandle([lock]), None, None, lock.path)
         single = t == 0 or max_retries == 0
-        message = str(lock.timeout_error(t))
+        message = str(lock._timeout_error(t))
         return LockResult(False, None, "locked" if single else "timeout", message, lock.path)
 
     @staticmethod
@@ -236,7 +237,7 @@ class FileLockService:
                     held.release()
                 if error is not None:
                     return LockResult(False, None, "error", str(error), lock.path)
-                return LockResult(False, None, "timeout", str(lock.timeout_error(t)), lock.path)
+                return LockResult(False, None, "timeout", str(lock._timeout_error(t)), lock.path)
             taken.append(lock)
         if not taken:
             raise ValueError("acquire_many needs at least one path")

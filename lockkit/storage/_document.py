@@ -14,7 +14,8 @@ from lockkit.exceptions import (
     StaleWriterError,
     StorageError,
 )
-from lockkit.files._filelock import FileLock, Strategy
+from lockkit.files._filelock import FileLock
+from lockkit.files._strategy import StrategyName
 from lockkit.storage._atomic import atomic_write, read_optional, storage_error
 
 
@@ -119,7 +120,7 @@ class JsonDocument:
         serializer: Serializer | None = None,
         fsync: bool = True,
         timeout: float | None = None,
-        strategy: Strategy = "kernel",
+        strategy: StrategyName = "kernel",
         plain: bool = False,
         validate: type | Callable[[Any], bool] | None = None,
     ) -> None:
@@ -216,7 +217,7 @@ class JsonDocument:
 
     def _acquire(self, lock: FileLock) -> None:
         if not lock.acquire(timeout=self._timeout):
-            raise lock.timeout_error(self._timeout)
+            raise lock._timeout_error(self._timeout)
 
     # -- public ----------------------------------------------------------------------
 

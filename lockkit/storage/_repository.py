@@ -6,7 +6,8 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from lockkit.files._filelock import Strategy, lock_key
+from lockkit.files._filelock import lock_key
+from lockkit.files._strategy import StrategyName
 from lockkit.storage._atomic import TEMP_PATTERN, storage_error
 from lockkit.storage._document import JsonDocument, Serializer
 
@@ -60,7 +61,7 @@ class JsonRepository:
         serializer: Serializer | None = None,
         fsync: bool = True,
         timeout: float | None = None,
-        strategy: Strategy = "kernel",
+        strategy: StrategyName = "kernel",
         suffix: str = ".json",
     ) -> None:
         self._dir = os.path.abspath(os.fspath(directory))

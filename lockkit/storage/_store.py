@@ -380,7 +380,7 @@ class PersistentStore:
                 now = time.time()
                 snapshot = {k: e for k, e in self._data.items() if e[1] is None or e[1] > now}
             if not self._file_lock.acquire(timeout=self._timeout if timeout is None else timeout):
-                raise self._file_lock.timeout_error(self._timeout if timeout is None else timeout)
+                raise self._file_lock._timeout_error(self._timeout if timeout is None else timeout)
             try:
                 if self._merge is not None:
                     snapshot = self._merged(snapshot)

@@ -29,9 +29,9 @@ class _Entry(SXQueue):
     __slots__ = ("users",)
 
     def __init__(self, writer: int | None = None) -> None:  # no super() call: this is the hot path
-        self.writer = writer
-        self.readers = ()
-        self.waiters = ()
+        self._writer = writer
+        self._readers = ()
+        self._waiters = ()
         self.users = 0 if writer is None else 1
 
 
@@ -88,8 +88,8 @@ class LockHandle:
         entry = self._entry
         manager = self._manager
         with manager._mu:
-            if entry.users == 1 and entry.writer is not None:  # fast path: sole exclusive user
-                entry.writer = None
+            if entry.users == 1 and entry._writer is not None:  # fast path: sole exclusive user
+                entry._writer = None
                 entry.users = 0
                 if manager._entries.get(self._key) is entry:
                     del manager._entries[self._key]
@@ -146,11 +146,11 @@ class LockManager:
 
     """
 
-    __slots__ = ("__weakref__", "_entries", "_keystats", "_mu", "_n", "_name", "_stats")
+    __slots__ = ("__weakref__", "_entries", "_keystats", "_mu", "_acquisitions", "_name", "_stats")
 
     def __init__(self, name: str | None = None, *, track_keys: bool = False) -> None:
         self._name = name
-        self._n = 0
+        self._acquisitions = 0
         self._stats = Counters()
         self._keystats: OrderedDict[Hashable, KeyStatistics] | None = OrderedDict() if track_keys else None
         self._reset_after_fork()
@@ -195,7 +195,7 @@ class LockManager:
             with self._mu:
                 if key not in self._entries:
                     entry = self._entries[key] = _Entry(me)
-                    self._n += 1
+                    self._acquisitions += 1
                     return LockHandle(self, key, entry, me, False)
         return self._try_acquire(key, timeout, shared)
 
@@ -212,7 +212,7 @@ class LockManager:
                 entry.users -= 1
                 raise
             if taken:
-                self._n += 1
+                self._acquisitions += 1
                 if self._keystats is not None:
                     self._key_stats(key).acquisitions += 1
                 return LockHandle(self, key, entry, me, shared)
@@ -221,7 +221,7 @@ class LockManager:
                 self._drop_user(key, entry)
                 return None
             waiter = entry.enqueue(me, shared)
-            depth = len(entry.waiters)
+            depth = len(entry._waiters)
             self._stats.queued(depth, self._name, warn=self._keystats is None)
             if self._keystats is not None:  # the per-key counters warn, naming the key
                 self._key_stats(key).counters.queued(depth, f"{self._name or 'lockmanager'}:{key!r}")
@@ -236,15 +236,15 @@ class LockManager:
         with self._mu:
             self._stats.waited(waited, granted, self._name)
             if granted:
-                self._n += 1
+                self._acquisitions += 1
             if self._keystats is not None:
                 ks = self._key_stats(key)
                 ks.counters.waited(waited, granted, self._name)
                 if granted:
                     ks.acquisitions += 1
-                if not entry.waiters:
+                if not entry._waiters:
                     ks.counters.drained()
-            if not entry.waiters:
+            if not entry._waiters:
                 self._stats.drained()
         return LockHandle(self, key, entry, me, shared) if granted else None
 
@@ -268,7 +268,7 @@ class LockManager:
 
     def _describe_entry(self, entry: _Entry) -> str | None:
         with self._mu:
-            writer, readers = entry.writer, len(entry.readers)
+            writer, readers = entry._writer, len(entry._readers)
         if writer is not None:
             return f"thread {thread_name(writer)!r} (exclusive)"
         if readers:
@@ -379,13 +379,13 @@ class LockManager:
     def statistics(self) -> LockStatistics:
         """A snapshot of the counters over all keys; ``queue_length`` sums every key."""
         with self._mu:
-            return self._snapshot(self._name, self._n, self._stats, list(self._entries.values()))
+            return self._snapshot(self._name, self._acquisitions, self._stats, list(self._entries.values()))
 
     def _snapshot(self, name: str | None, n: int, s: Counters, entries: list[_Entry]) -> LockStatistics:
         # Under self._mu.
-        waiting = sum(len(e.waiters) for e in entries)
-        readers = sum(len(e.readers) for e in entries)
-        writers = [e.writer for e in entries if e.writer is not None]
+        waiting = sum(len(e._waiters) for e in entries)
+        readers = sum(len(e._readers) for e in entries)
+        writers = [e._writer for e in entries if e._writer is not None]
         return s.snapshot(
             name,
             n,
@@ -458,7 +458,7 @@ class KeyLock:
         """Whether the key is held by anyone."""
         with self._manager._mu:
             entry = self._manager._entries.get(self._key)
-            return entry is not None and (entry.writer is not None or bool(entry.readers))
+            return entry is not None and (entry._writer is not None or bool(entry._readers))
 
     def is_locked(self) -> bool:
         """Whether the key is held or waited for."""
@@ -473,4 +473,4 @@ class KeyLock:
         m = self._manager
         with m._mu:
             entry = m._entries.get(self._key)
-            return m._snapshot(repr(self._key), m._n, m._stats, [entry] if entry else [])
+            return m._snapshot(repr(self._key), m._acquisitions, m._stats, [entry] if entry else [])

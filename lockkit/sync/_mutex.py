@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from _thread import allocate_lock
-from collections import deque
 from collections.abc import Callable
 from threading import get_ident
 from types import TracebackType
@@ -11,16 +10,16 @@ from typing import ParamSpec, TypeVar
 
 from lockkit._internal import fork as _fork
 from lockkit._internal import log as _log
-from lockkit._internal.deadline import check_timeout, monotonic
+from lockkit._internal.deadline import check_timeout, monotonic, timeout_error
 from lockkit._internal.stats import Counters, LockStatistics, thread_name
 from lockkit.exceptions import DeadlockError, LockTimeoutError, NotOwnerError
-from lockkit.sync._waitqueue import Waiter, park
+from lockkit.sync._waitqueue import Waiter, WaitQueue, park
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class Mutex:
+class Mutex(WaitQueue):
     """A mutual-exclusion lock that grants waiters strictly in arrival order.
 
     Fairness: strict FIFO. A release hands the lock directly to the oldest waiter, so a
@@ -47,33 +46,30 @@ class Mutex:
 
     __slots__ = (
         "__weakref__",
+        "_acquisitions",
         "_gate",
+        "_hold_start",
         "_mu",
-        "_n",
         "_name",
-        "_owner",
         "_stats",
-        "_t0",
         "_timeout",
-        "_track",
-        "_waiters",
+        "_track_hold_time",
     )
 
     def __init__(self, name: str | None = None, timeout: float | None = None, *, track_hold_time: bool = False) -> None:
         self._name = name
         self._timeout = check_timeout(True, timeout)
-        self._track = track_hold_time
+        self._track_hold_time = track_hold_time
         self._reset_after_fork()
-        self._n = 0
+        self._acquisitions = 0
         self._stats = Counters()
         _fork.register(self)
 
     def _reset_after_fork(self) -> None:
+        WaitQueue.__init__(self)
         self._gate = allocate_lock()  # held <=> the mutex is held (or being handed over)
         self._mu = allocate_lock()  # guards the queue and slow-path counters
-        self._waiters: deque[Waiter] = deque()
-        self._owner: int | None = None
-        self._t0 = 0.0
+        self._hold_start = 0.0
 
     @property
     def name(self) -> str | None:
@@ -100,62 +96,48 @@ class Mutex:
 
         """
         if timeout is None and blocking and not self._waiters and self._gate.acquire(False):
-            self._owner = get_ident()
-            self._n += 1
-            if self._track:
-                self._t0 = monotonic()
+            self._writer = get_ident()
+            self._acquisitions += 1
+            if self._track_hold_time:
+                self._hold_start = monotonic()
             return True
         return self._acquire_slow(check_timeout(blocking, timeout))
 
     def _acquire_slow(self, timeout: float | None) -> bool:
         me = get_ident()
         with self._mu:
-            if self._owner == me:
+            if self._writer == me:
                 raise DeadlockError(f"{self._label()} is not reentrant: this thread already holds it")
-            waiter = Waiter(me, False)
-            waiters = self._waiters
-            waiters.append(waiter)
-            if waiters[0] is waiter and self._gate.acquire(False):
-                waiters.popleft()
-                self._owner = me
-                self._n += 1
-                if self._track:
-                    self._t0 = monotonic()
+            waiter = self.enqueue(me, False)
+            self.grant_waiting()  # at the head of an idle queue: granted at once
+            if waiter.granted:
+                if self._track_hold_time:
+                    self._hold_start = monotonic()
                 return True
             if timeout == 0:
-                waiters.remove(waiter)
+                self.cancel(waiter)
                 self._stats.contentions += 1
                 return False
-            self._stats.queued(len(waiters), self._name)
-        _log.debug(_log.LOCK_CONTENDED, lock=self._name, waiting=len(waiters))
-        granted = park(waiter, self._mu, timeout, self._cancel, self._describe_holder, self._name)
+            depth = len(self._waiters)
+            self._stats.queued(depth, self._name)
+        _log.debug(_log.LOCK_CONTENDED, lock=self._name, waiting=depth)
+        granted = park(waiter, self._mu, timeout, self.cancel, self._describe_holder, self._name)
         now = monotonic()
         with self._mu:
             self._stats.waited(now - waiter.since, granted, self._name)
-            if not waiters:
+            if not self._waiters:
                 self._stats.drained()
         if granted:
-            self._t0 = now
+            self._hold_start = now
         return granted
 
-    def _cancel(self, waiter: Waiter) -> None:
-        self._waiters.remove(waiter)
-        self._grant_head()
-
-    def _grant_head(self) -> None:
-        # Under self._mu: give a free gate to the head of the queue.
-        if self._waiters and self._gate.acquire(False):
-            self._hand_over()
-
-    def _hand_over(self) -> None:
-        # Under self._mu with the gate held: pass it to the head, or open the gate.
-        if self._waiters:
-            head = self._waiters.popleft()
-            self._owner = head.ident
-            self._n += 1
-            head.grant()
-        else:
-            self._gate.release()
+    def _admit(self, waiter: Waiter) -> bool:
+        # Under self._mu: the head may have the mutex if the gate is free.
+        if not self._gate.acquire(False):
+            return False
+        self._writer = waiter.ident
+        self._acquisitions += 1
+        return True
 
     def release(self) -> None:
         """Release the mutex, handing it to the oldest waiter if there is one.
@@ -164,23 +146,24 @@ class Mutex:
             NotOwnerError: The calling thread does not hold the mutex.
 
         """
-        if self._owner != get_ident():
+        if self._writer != get_ident():
             raise NotOwnerError(self._not_owner_message())
-        if self._t0:
+        if self._hold_start:
             self._account_hold()
-        self._owner = None
+        self._writer = None
         if self._waiters:
             with self._mu:
-                self._hand_over()
+                self._gate.release()
+                self.grant_waiting()
             return
         self._gate.release()
         if self._waiters:  # a waiter queued while we were opening the gate
             with self._mu:
-                self._grant_head()
+                self.grant_waiting()
 
     def _account_hold(self) -> None:
-        held = monotonic() - self._t0
-        self._t0 = 0.0
+        held = monotonic() - self._hold_start
+        self._hold_start = 0.0
         with self._mu:
             self._stats.held_for(held)
 
@@ -189,7 +172,7 @@ class Mutex:
 
     def _not_owner_message(self) -> str:
         label = self._label()
-        if self._owner is None:
+        if self._writer is None:
             return f"cannot release {label}: it is not held"
         return f"cannot release {label}: it is held by another thread"
 
@@ -198,10 +181,10 @@ class Mutex:
             if not self._acquire_slow(self._timeout):
                 raise self._timeout_error()
             return self
-        self._owner = get_ident()
-        self._n += 1
-        if self._track:
-            self._t0 = monotonic()
+        self._writer = get_ident()
+        self._acquisitions += 1
+        if self._track_hold_time:
+            self._hold_start = monotonic()
         return self
 
     def __exit__(
@@ -211,32 +194,26 @@ class Mutex:
         tb: TracebackType | None,
     ) -> None:
         # release(), inlined: one Python frame less on the hot path.
-        if self._owner != get_ident():
+        if self._writer != get_ident():
             raise NotOwnerError(self._not_owner_message())
-        if self._t0:
+        if self._hold_start:
             self._account_hold()
-        self._owner = None
+        self._writer = None
         if self._waiters:
             with self._mu:
-                self._hand_over()
+                self._gate.release()
+                self.grant_waiting()
             return
         self._gate.release()
         if self._waiters:
             with self._mu:
-                self._grant_head()
+                self.grant_waiting()
 
     def _timeout_error(self) -> LockTimeoutError:
-        holder = self._describe_holder()
-        label = self._label()
-        return LockTimeoutError(
-            f"timed out after {self._timeout} s waiting for {label}" + (f", held by {holder}" if holder else ""),
-            resource=self._name,
-            timeout=self._timeout,
-            holder=holder,
-        )
+        return timeout_error(self._label(), self._timeout, resource=self._name, holder=self._describe_holder())
 
     def _describe_holder(self) -> str | None:
-        owner = self._owner
+        owner = self._writer
         return None if owner is None else f"thread {thread_name(owner)!r}"
 
     def run_exclusive(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
@@ -264,10 +241,6 @@ class Mutex:
     def queue_length(self) -> int:
         """Holder plus waiters right now."""
         return (1 if self._gate.locked() else 0) + len(self._waiters)
-
-    def has_pending_operations(self) -> bool:
-        """Whether any thread holds or waits for the mutex (same as :meth:`is_locked`)."""
-        return self.is_locked()
 
     def wait_for_pending(self, timeout: float | None = None) -> bool:
         """Wait until every operation that held or queued for the mutex before this call is done.
@@ -297,10 +270,10 @@ class Mutex:
             waiting = len(self._waiters)
             return self._stats.snapshot(
                 self._name,
-                self._n,
+                self._acquisitions,
                 held=held,
                 readers=0,
-                owner=thread_name(self._owner),
+                owner=thread_name(self._writer),
                 waiting=waiting,
                 queue_length=int(held) + waiting,
             )

@@ -48,7 +48,7 @@ class RWLock:
 
     """
 
-    __slots__ = ("__weakref__", "_held", "_mu", "_n", "_name", "_policy", "_q", "_rw", "_stats", "_timeout", "_waiting")
+    __slots__ = ("__weakref__", "_held", "_mu", "_acquisitions", "_name", "_policy", "_queue", "_delegate", "_stats", "_timeout", "_waiting")
 
     def __init__(self, policy: Policy = "fifo", *, name: str | None = None, timeout: float | None = None) -> None:
         if policy not in ("fifo", "read", "write"):
@@ -56,22 +56,22 @@ class RWLock:
         self._policy = policy
         self._name = name
         self._timeout = check_timeout(True, timeout)
-        self._n = 0
+        self._acquisitions = 0
         self._stats = Counters()
         self._reset_after_fork()
         _fork.register(self)
 
     def _reset_after_fork(self) -> None:
         self._mu = allocate_lock()
-        self._q = SXQueue()
+        self._queue = SXQueue()
         self._held: dict[int, Any] = {}  # ident -> readerwriterlock lock object (non-fifo policies)
         self._waiting = 0
         if self._policy == "read":
-            self._rw: Any = rwlock.RWLockReadD()
+            self._delegate: Any = rwlock.RWLockReadD()
         elif self._policy == "write":
-            self._rw = rwlock.RWLockWriteD()
+            self._delegate = rwlock.RWLockWriteD()
         else:
-            self._rw = None
+            self._delegate = None
 
     @property
     def policy(self) -> Policy:
@@ -96,19 +96,19 @@ class RWLock:
 
         """
         t = check_timeout(blocking, timeout)
-        if self._rw is not None:
+        if self._delegate is not None:
             return self._acquire_delegated(shared, t)
         me = get_ident()
-        q = self._q
+        q = self._queue
         with self._mu:
             if q.try_take(me, shared):
-                self._n += 1
+                self._acquisitions += 1
                 return True
             if t == 0:
                 self._stats.contentions += 1
                 return False
             waiter = q.enqueue(me, shared)
-            self._stats.queued(len(q.waiters), self._name)
+            self._stats.queued(len(q._waiters), self._name)
         _log.debug(_log.LOCK_CONTENDED, lock=self._name, shared=shared)
         granted = park(waiter, self._mu, t, q.cancel, self._describe_holder, self._name)
         self._after_wait(waiter, granted)
@@ -118,8 +118,8 @@ class RWLock:
         with self._mu:
             self._stats.waited(monotonic() - waiter.since, granted, self._name)
             if granted:
-                self._n += 1
-            if not self._q.waiters:
+                self._acquisitions += 1
+            if not self._queue._waiters:
                 self._stats.drained()
 
     def _acquire_delegated(self, shared: bool, timeout: float | None) -> bool:
@@ -128,7 +128,7 @@ class RWLock:
             if me in self._held:
                 raise DeadlockError("rwlock is not reentrant: this thread already holds it")
             self._waiting += 1
-        obj = self._rw.gen_rlock() if shared else self._rw.gen_wlock()
+        obj = self._delegate.gen_rlock() if shared else self._delegate.gen_wlock()
         ok = obj.acquire(blocking=False)
         waited = not ok and timeout != 0
         if waited:
@@ -140,7 +140,7 @@ class RWLock:
             self._waiting -= 1
             if ok:
                 self._held[me] = obj
-                self._n += 1
+                self._acquisitions += 1
             elif not waited:
                 self._stats.contentions += 1
             if waited:
@@ -165,9 +165,9 @@ class RWLock:
 
         """
         me = get_ident()
-        if self._rw is None:
+        if self._delegate is None:
             with self._mu:
-                self._q.release(me)
+                self._queue.release(me)
             return
         with self._mu:
             obj = self._held.pop(me, None)
@@ -185,9 +185,9 @@ class RWLock:
 
         """
         me = get_ident()
-        if self._rw is None:
+        if self._delegate is None:
             with self._mu:
-                self._q.downgrade(me)
+                self._queue.downgrade(me)
             return
         with self._mu:
             obj = self._held.get(me)
@@ -237,8 +237,8 @@ class RWLock:
     # -- introspection ----------------------------------------------------------------
 
     def _holders(self) -> tuple[int | None, int]:
-        if self._rw is None:
-            return self._q.writer, len(self._q.readers)
+        if self._delegate is None:
+            return self._queue._writer, len(self._queue._readers)
         writer = None
         readers = 0
         for ident, obj in self._held.items():
@@ -249,7 +249,7 @@ class RWLock:
         return writer, readers
 
     def _waiting_count(self) -> int:
-        return len(self._q.waiters) if self._rw is None else self._waiting
+        return len(self._queue._waiters) if self._delegate is None else self._waiting
 
     def _describe_holder(self) -> str | None:
         with self._mu:
@@ -283,7 +283,7 @@ class RWLock:
             waiting = self._waiting_count()
             return self._stats.snapshot(
                 self._name,
-                self._n,
+                self._acquisitions,
                 held=writer is not None or readers > 0,
                 readers=readers,
                 owner=thread_name(writer),

@@ -90,66 +90,107 @@ def park(
         return False
 
 
-class SXQueue:
-    """Shared/exclusive ownership state with a FIFO ticket queue.
+class WaitQueue:
+    """A FIFO of parked waiters with direct hand-off: the one queue of every in-process lock.
 
-    All methods must be called with the owner's internal lock held. Holders are
-    identified by an integer (a thread ident). Grants follow arrival order: the head
-    is granted as soon as it is compatible, and a shared head is granted together with
-    the consecutive shared waiters behind it (task-fair, phase-fair batches); a
-    shared request never overtakes a queued exclusive one, so writers cannot starve.
+    All methods must be called with the owner's internal lock held. ``_writer`` is the
+    exclusive holder's ident (or ``None``). Subclasses decide in :meth:`_admit` whether
+    the head of the queue may have the lock now, and record the hold if so.
     """
 
-    __slots__ = ("readers", "waiters", "writer")
+    __slots__ = ("_waiters", "_writer")
 
     def __init__(self) -> None:
-        # The reader set and the queue are allocated on first use: keyed locks create
-        # an SXQueue per key, and most keys are never shared or contended.
-        self.writer: int | None = None
-        self.readers: set[int] | tuple[()] = ()
-        self.waiters: deque[Waiter] | tuple[()] = ()
-
-    def holds(self, ident: int) -> bool:
-        """Whether ``ident`` holds the lock in either mode."""
-        return self.writer == ident or ident in self.readers
-
-    def try_take(self, ident: int, shared: bool) -> bool:
-        """Take the lock at once if nobody is queued and the mode is compatible."""
-        if self.writer == ident or ident in self.readers:
-            if shared or self.writer == ident:
-                raise DeadlockError("lock is not reentrant: this thread already holds it")
-            raise DeadlockError("a shared holder cannot upgrade to exclusive: release it first")
-        if self.waiters or self.writer is not None:
-            return False
-        if shared:
-            self._add_reader(ident)
-            return True
-        if self.readers:
-            return False
-        self.writer = ident
-        return True
-
-    def _add_reader(self, ident: int) -> None:
-        if self.readers:
-            self.readers.add(ident)
-        else:
-            self.readers = {ident}
+        # The queue is allocated on first use: keyed locks create one queue per key,
+        # and most keys are never contended.
+        self._writer: int | None = None
+        self._waiters: deque[Waiter] | tuple[()] = ()
 
     def enqueue(self, ident: int, shared: bool) -> Waiter:
         """Queue a waiter at the tail."""
         waiter = Waiter(ident, shared)
-        if not self.waiters:
-            self.waiters = deque()
-        self.waiters.append(waiter)
+        if not self._waiters:
+            self._waiters = deque()
+        self._waiters.append(waiter)
         return waiter
+
+    def _admit(self, waiter: Waiter) -> bool:  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+    def grant_waiting(self) -> None:
+        """Grant the head of the queue, and the shared batch behind a shared head."""
+        waiters = self._waiters
+        while waiters and self._admit(waiters[0]):
+            head = waiters.popleft()
+            head.grant()
+            if not head.shared:
+                return
+
+    def cancel(self, waiter: Waiter) -> None:
+        """Remove a waiter that gave up and re-examine the head."""
+        try:
+            self._waiters.remove(waiter)  # type: ignore[union-attr]
+        except ValueError:  # pragma: no cover - granted waiters never reach cancel
+            return
+        self.grant_waiting()
+
+
+class SXQueue(WaitQueue):
+    """Shared/exclusive ownership state on the FIFO wait queue.
+
+    Holders are identified by an integer (a thread ident). Grants follow arrival order:
+    the head is granted as soon as it is compatible, and a shared head is granted
+    together with the consecutive shared waiters behind it (task-fair, phase-fair
+    batches); a shared request never overtakes a queued exclusive one, so writers
+    cannot starve.
+    """
+
+    __slots__ = ("_readers",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._readers: set[int] | tuple[()] = ()  # allocated on first shared hold
+
+    def try_take(self, ident: int, shared: bool) -> bool:
+        """Take the lock at once if nobody is queued and the mode is compatible."""
+        if self._writer == ident or ident in self._readers:
+            if shared or self._writer == ident:
+                raise DeadlockError("lock is not reentrant: this thread already holds it")
+            raise DeadlockError("a shared holder cannot upgrade to exclusive: release it first")
+        if self._waiters or self._writer is not None:
+            return False
+        if shared:
+            self._add_reader(ident)
+            return True
+        if self._readers:
+            return False
+        self._writer = ident
+        return True
+
+    def _add_reader(self, ident: int) -> None:
+        if self._readers:
+            self._readers.add(ident)
+        else:
+            self._readers = {ident}
+
+    def _admit(self, waiter: Waiter) -> bool:
+        if self._writer is not None:
+            return False
+        if waiter.shared:
+            self._add_reader(waiter.ident)
+            return True
+        if self._readers:
+            return False
+        self._writer = waiter.ident
+        return True
 
     def release(self, ident: int) -> bool:
         """Release ``ident``'s hold and grant whoever may proceed; returns True if it was shared."""
-        if self.writer == ident:
-            self.writer = None
+        if self._writer == ident:
+            self._writer = None
             shared = False
-        elif ident in self.readers:
-            self.readers.remove(ident)  # type: ignore[union-attr]
+        elif ident in self._readers:
+            self._readers.remove(ident)  # type: ignore[union-attr]
             shared = True
         else:
             raise NotOwnerError("cannot release a lock this thread does not hold")
@@ -158,43 +199,12 @@ class SXQueue:
 
     def downgrade(self, ident: int) -> None:
         """Turn ``ident``'s exclusive hold into a shared one, atomically."""
-        if self.writer != ident:
+        if self._writer != ident:
             raise NotOwnerError("only the exclusive holder can downgrade")
-        self.writer = None
+        self._writer = None
         self._add_reader(ident)
         self.grant_waiting()
 
-    def grant_waiting(self) -> None:
-        """Grant the head of the queue, and the shared batch behind a shared head."""
-        waiters = self.waiters
-        while waiters and self.writer is None:
-            head = waiters[0]
-            if head.shared:
-                waiters.popleft()
-                self._add_reader(head.ident)
-                head.grant()
-            elif not self.readers:
-                waiters.popleft()
-                self.writer = head.ident
-                head.grant()
-                return
-            else:
-                return
-
-    def cancel(self, waiter: Waiter) -> None:
-        """Remove a waiter that gave up and re-examine the head."""
-        try:
-            self.waiters.remove(waiter)  # type: ignore[union-attr]
-        except ValueError:  # pragma: no cover - granted waiters never reach cancel
-            return
-        self.grant_waiting()
-
-    def idle(self) -> bool:
-        """No holder and no waiter."""
-        return self.writer is None and not self.readers and not self.waiters
-
-    def reset(self) -> None:
-        """Forget every holder and waiter (after fork, in the child)."""
-        self.writer = None
-        self.readers = ()
-        self.waiters = ()
+    def held(self) -> bool:
+        """Whether anyone holds the lock, in either mode."""
+        return self._writer is not None or bool(self._readers)
