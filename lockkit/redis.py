@@ -14,7 +14,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from threading import get_ident
@@ -28,7 +28,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 
 from lockkit._internal import fork as _fork
 from lockkit._internal import log as _log
-from lockkit._internal.deadline import check_timeout, monotonic
+from lockkit._internal.deadline import Deadline, check_timeout, monotonic, timeout_error
 from lockkit._internal.stats import Counters, LockStatistics
 from lockkit.exceptions import (
     DeadlockError,
@@ -39,6 +39,7 @@ from lockkit.exceptions import (
 from lockkit.files._holder import LockInfo, hostname, start_token
 from lockkit.resilience._classify import ErrorClass
 from lockkit.resilience._retry import RetryPolicy
+from lockkit.sync._multi import acquire_all
 from lockkit.sync._rwlock import RWLock
 
 __all__ = ["RedisLock", "RedisLockManager", "RedisLockStatistics"]
@@ -169,7 +170,7 @@ class RedisLockStatistics:
     losses: int
 
 
-class _Hold:
+class _Lease:
     __slots__ = ("deadline", "fencing_token", "lost", "token")
 
     def __init__(self, token: str, deadline: float, fencing_token: int) -> None:
@@ -187,11 +188,11 @@ class _Renewer:
 
     def _reset_after_fork(self) -> None:
         self._mu = threading.Lock()
-        self._holds: dict[tuple[int, int], tuple[RedisLock, _Hold]] = {}
+        self._holds: dict[tuple[int, int], tuple[RedisLock, _Lease]] = {}
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def add(self, lock: RedisLock, ident: int, hold: _Hold) -> None:
+    def add(self, lock: RedisLock, ident: int, hold: _Lease) -> None:
         with self._mu:
             self._holds[(id(lock), ident)] = (lock, hold)
             if self._thread is None or not self._thread.is_alive():
@@ -300,7 +301,7 @@ class RedisLock:
         self._release_script = client.register_script(_RELEASE)
         self._renew_script = client.register_script(_RENEW)
         self._local = RWLock(name=f"redis:{name}")
-        self._holds: dict[int, _Hold] = {}
+        self._holds: dict[int, _Lease] = {}
         self._tickets: dict[int, int | None] = {}
         self._mu = threading.Lock()
         self._stats = Counters()
@@ -328,15 +329,16 @@ class RedisLock:
                 _infos.pop(next(iter(_infos)))
         return info
 
-    def _try(self, token: str, ticket: str, blocking: bool, deadline: float | None = None) -> tuple[bool, int | str]:
+    def _try(self, token: str, ticket: str, blocking: bool, deadline: Deadline) -> tuple[bool, int | str]:
         k = self._keys
         keys = [k["holder"], k["readers"], k["fence"], k["queue"], k["qexp"], k["seq"]]
         args: list[str | int] = [
             token, int(self.lease * 1000), ticket, self._mode, self._info(), "1" if blocking else "0", TICKET_TTL_MS,
         ]  # fmt: skip
         policy = _TRANSIENT
-        if deadline is not None:  # transient errors are retried within the caller's timeout, not past it
-            policy = policy.replace(timeout=max(0.001, min(policy.timeout or 5.0, deadline - monotonic())))
+        left = deadline.remaining()
+        if left is not None:  # transient errors are retried within the caller's timeout, not past it
+            policy = policy.replace(timeout=max(0.001, min(policy.timeout or 5.0, left)))
         granted, value = policy.call(self._acquire_script, keys=keys, args=args)
         if granted:
             return True, int(value)
@@ -361,14 +363,13 @@ class RedisLock:
         me = get_ident()
         if me in self._holds:
             raise DeadlockError(f"redis lock {self.name!r} is not reentrant: this thread already holds it")
-        started = monotonic()
-        deadline = None if t is None else started + t
+        deadline = Deadline(t)
         if not self._local.acquire(timeout=t, shared=self._shared):
             with self._mu:
                 self._stats.contentions += 1
             return False
         try:
-            hold = self._acquire_remote(started, deadline, t != 0)
+            hold = self._acquire_remote(deadline, t != 0)
         except BaseException:
             self._local.release()
             raise
@@ -380,7 +381,7 @@ class RedisLock:
             _renewer.add(self, me, hold)
         return True
 
-    def _acquire_remote(self, started: float, deadline: float | None, blocking: bool) -> _Hold | None:
+    def _acquire_remote(self, deadline: Deadline, blocking: bool) -> _Lease | None:
         token = secrets.token_hex(16)
         ticket = ""
         waited = False
@@ -394,9 +395,9 @@ class RedisLock:
                         self._acquisitions += 1
                         self._tickets[get_ident()] = int(ticket.split(":", maxsplit=1)[0]) if ticket else None
                         if waited:
-                            self._stats.waited(monotonic() - started, True, self.name)
+                            self._stats.waited(monotonic() - deadline.start, True, self.name)
                     self.lost = False
-                    return _Hold(token, attempt_start + self.lease, int(value))
+                    return _Lease(token, attempt_start + self.lease, int(value))
                 if not blocking:
                     with self._mu:
                         self._stats.contentions += 1
@@ -406,10 +407,10 @@ class RedisLock:
                     with self._mu:
                         self._stats.queued(1, self.name, warn=False)
                 ticket = str(value)
-                left = None if deadline is None else deadline - monotonic()
-                if left is not None and left <= 0:
+                left = deadline.remaining()
+                if left == 0.0:
                     with self._mu:
-                        self._stats.waited(monotonic() - started, False, self.name)
+                        self._stats.waited(monotonic() - deadline.start, False, self.name)
                     return None
                 wait = POLL if left is None else min(POLL, left)
                 # only the head is pushed on release; the timeout is the bounded fallback poll
@@ -460,7 +461,7 @@ class RedisLock:
         finally:
             self._local.release()
 
-    def _renew(self, hold: _Hold, ident: int) -> None:
+    def _renew(self, hold: _Lease, ident: int) -> None:
         if hold.lost:
             return
         started = monotonic()
@@ -484,7 +485,7 @@ class RedisLock:
         else:
             self._mark_lost(hold)
 
-    def _mark_lost(self, hold: _Hold) -> None:
+    def _mark_lost(self, hold: _Lease) -> None:
         if hold.lost:
             return
         hold.lost = True
@@ -516,15 +517,17 @@ class RedisLock:
 
     def __enter__(self) -> RedisLock:
         if not self.acquire(True, self._timeout):
-            holder = self.holder()
-            raise LockTimeoutError(
-                f"timed out after {self._timeout} s waiting for redis lock {self.name!r}"
-                + (f": held by {holder.describe()}" if holder else ""),
-                resource=self.name,
-                timeout=self._timeout,
-                holder=None if holder is None else holder.describe(),
-            )
+            raise self._timeout_error(self._timeout)
         return self
+
+    def _timeout_error(self, timeout: float | None) -> LockTimeoutError:
+        holder = self.holder()
+        return timeout_error(
+            f"redis lock {self.name!r}",
+            timeout,
+            resource=self.name,
+            holder=None if holder is None else holder.describe(),
+        )
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -633,18 +636,19 @@ class RedisLockManager:
         Raises:
             LockTimeoutError: The deadline ran out; names already taken are released.
         """
-        t = check_timeout(True, timeout)
-        deadline = None if t is None else monotonic() + t
-        taken: list[RedisLock] = []
+
+        def take(lock: RedisLock, left: float | None) -> RedisLock | None:
+            return lock if lock.acquire(timeout=left) else None
+
+        locks = [self.get(name, shared=shared) for name in dict.fromkeys(names)]
+
+        def by_name(ls: Iterable[RedisLock]) -> list[RedisLock]:
+            return sorted(ls, key=lambda lock: lock.name)
+
+        taken, missed = acquire_all(locks, take, RedisLock.release, timeout=timeout, order=by_name)
+        if missed:
+            raise missed[0]._timeout_error(timeout)
         try:
-            for name in sorted(set(names)):
-                lock = self.get(name, shared=shared)
-                left = None if deadline is None else max(0.0, deadline - monotonic())
-                if not lock.acquire(timeout=left):
-                    raise LockTimeoutError(
-                        f"timed out after {timeout} s waiting for redis lock {name!r}", resource=name, timeout=timeout
-                    )
-                taken.append(lock)
             yield taken
         finally:
             for lock in reversed(taken):

@@ -186,3 +186,32 @@ def test_many_short_timeouts_leave_a_clean_lock(name: str) -> None:
     assert lock.statistics().waiting == 0
     assert lock.acquire(timeout=1)
     lock.release()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_locklike_is_weak_referenceable(name: str) -> None:
+    import weakref
+
+    lock = make(name)
+    assert weakref.ref(lock)() is lock
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_locked_means_held_by_anyone(name: str) -> None:
+    lock = make(name)
+    assert not lock.locked()
+    held = threading.Event()
+    done = threading.Event()
+
+    def hold() -> None:
+        with lock:
+            held.set()
+            done.wait(30)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert held.wait(30)
+    assert lock.locked()  # held by another thread: still "locked"
+    done.set()
+    t.join()
+    assert not lock.locked()

@@ -291,3 +291,21 @@ def test_marker_acquire_honours_its_deadline_while_a_breaker_works(tmp_path: Pat
     lock = lockkit.FileLock(path, strategy="marker")
     assert lock.acquire(timeout=timeout) is False
     assert lock.statistics().timeouts + lock.statistics().contentions >= 1
+
+
+@pytest.mark.parametrize("strategy", ["kernel", "marker"])
+def test_locked_is_true_while_another_process_holds_it(tmp_path: Path, strategy: str) -> None:
+    path = str(tmp_path / "other.lock")
+    ready = ctx.Event()
+    child = ctx.Process(target=proc_helpers.hold_forever, args=(path, strategy, ready))
+    child.start()
+    try:
+        assert ready.wait(30)
+        lock = lockkit.FileLock(path, strategy=strategy)  # type: ignore[arg-type]
+        assert lock.locked()  # the lock contract: held by anyone, in any process
+        assert lock.is_locked()
+    finally:
+        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        child.join(10)
+    if strategy == "kernel":  # the kernel frees a killed holder's lock at once (a dead marker stays until broken)
+        assert not lockkit.FileLock(path).locked()

@@ -196,3 +196,11 @@ def test_normalize_path_rejects_bad_paths(bad: str) -> None:
 def test_normalize_path_rejects_bytes() -> None:
     with pytest.raises(TypeError):
         lockkit.sync.normalize_path(b"x")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [-5, float("nan"), "1"])
+def test_try_acquire_checks_its_timeout(bad: object) -> None:
+    manager = lockkit.LockManager("checked")
+    with pytest.raises((ValueError, TypeError)):
+        manager.try_acquire("k", bad)  # type: ignore[arg-type]
+    assert len(manager) == 0

@@ -56,13 +56,13 @@ class Counters:
 
     __slots__ = (
         "contentions",
-        "warned_deep",
         "hold_max",
         "hold_total",
         "peak_queue",
         "timeouts",
         "wait_max",
         "wait_total",
+        "warned_deep",
     )
 
     def __init__(self) -> None:

@@ -11,8 +11,8 @@ resource paths and reports failures as results instead of exceptions.
 from __future__ import annotations
 
 from lockkit.files._filelock import FileLock
-from lockkit.files._strategy import LockStrategy, StrategyName
 from lockkit.files._holder import LockInfo
 from lockkit.files._service import FileLockHandle, FileLockService, LockResult
+from lockkit.files._strategy import LockStrategy, StrategyName
 
 __all__ = ["FileLock", "FileLockHandle", "FileLockService", "LockInfo", "LockResult", "LockStrategy", "StrategyName"]

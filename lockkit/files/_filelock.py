@@ -9,6 +9,7 @@ from types import TracebackType
 
 from lockkit._internal import fork as _fork
 from lockkit._internal.deadline import Deadline, check_timeout, monotonic, timeout_error
+from lockkit._internal.paths import check_path
 from lockkit._internal.stats import Counters, LockStatistics
 from lockkit.exceptions import DeadlockError, LockTimeoutError, NotOwnerError
 from lockkit.files._holder import LockInfo
@@ -31,16 +32,7 @@ def lock_key(path: str) -> str:
     return os.path.normcase(os.path.join(os.path.realpath(directory), name))
 
 
-def _check_path(path: str | os.PathLike[str]) -> str:
-    raw = os.fspath(path)
-    if not isinstance(raw, str):
-        raise TypeError(f"path must be str or os.PathLike[str], not {type(raw).__name__}")
-    if not raw or "\0" in raw:
-        raise ValueError("lock path must be a non-empty string without NUL bytes")
-    return os.path.abspath(raw)
-
-
-class _Hold:
+class _FileHold:
     """One thread's hold: the in-process handle, the strategy's ticket, wait accounting."""
 
     __slots__ = ("handle", "shared", "ticket", "token", "waited")
@@ -111,7 +103,7 @@ class FileLock:
             raise ValueError("stale_after must be > 0 seconds")
         if not 0 < poll_initial <= poll_max:
             raise ValueError("poll intervals must satisfy 0 < poll_initial <= poll_max")
-        self._path = _check_path(path)
+        self._path = os.path.abspath(check_path(path, "lock path"))
         self._key = lock_key(self._path)
         self._shared = shared
         self._timeout = check_timeout(True, timeout)
@@ -128,7 +120,7 @@ class FileLock:
 
     def _reset_after_fork(self) -> None:
         # A forked child holds none of its parent's locks (and must not release them).
-        self._holds: dict[int, _Hold] = {}
+        self._holds: dict[int, _FileHold] = {}
         self._mu = allocate_lock()
 
     @property
@@ -172,7 +164,7 @@ class FileLock:
         if me in self._holds:
             raise DeadlockError(f"lock file {self._path!r} is not reentrant: this thread already holds it")
         deadline: Deadline | None = None  # made on the first wait: the uncontended path reads no clock
-        handle = process_locks.try_acquire(self._key, 0.0, self._shared)
+        handle = process_locks._take(self._key, 0.0, self._shared)
         if handle is None:  # another thread of this process holds it: queue FIFO
             if t == 0:
                 self._account(None, granted=False)
@@ -180,7 +172,7 @@ class FileLock:
             deadline = Deadline(t)
             with self._mu:
                 self._stats.queued(process_locks.queue_length(self._key), self._path, warn=False)
-            handle = process_locks.try_acquire(self._key, deadline.remaining(), self._shared)
+            handle = process_locks._take(self._key, deadline.remaining(), self._shared)
             waited = monotonic() - deadline.start
             with self._mu:
                 self._stats.waited(waited, handle is not None, self._path)
@@ -197,11 +189,11 @@ class FileLock:
         self._holds[me] = hold
         return True
 
-    def _take(self, handle: LockHandle, t: float | None, deadline: Deadline | None) -> _Hold | None:
+    def _take(self, handle: LockHandle, t: float | None, deadline: Deadline | None) -> _FileHold | None:
         ticket = self._strategy.take(self._shared, None)  # one attempt, no clock
         if ticket is not None:
             self._acquisitions += 1  # under the in-process lock (exclusive) or the GIL (shared)
-            return _Hold(handle, self._shared, ticket)
+            return _FileHold(handle, self._shared, ticket)
         if t == 0:
             self._account(None, granted=False)
             return None
@@ -210,7 +202,7 @@ class FileLock:
         if ticket is None:
             self._account(monotonic() - since, granted=False)
             return None
-        hold = _Hold(handle, self._shared, ticket)
+        hold = _FileHold(handle, self._shared, ticket)
         hold.waited = monotonic() - since  # accounted at release, outside the critical section
         return hold
 
@@ -319,8 +311,8 @@ class FileLock:
         return get_ident() in self._holds
 
     def locked(self) -> bool:
-        """Whether a thread of this process holds this lock file (through any FileLock)."""
-        return process_locks.get_lock(self._key).locked()
+        """Whether anyone holds this lock file: a thread of this process or another process."""
+        return process_locks.get_lock(self._key).locked() or self._strategy.holder() is not None
 
     def is_locked(self) -> bool:
         """Whether anyone holds or waits for it: threads of this process or other processes."""

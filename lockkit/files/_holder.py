@@ -140,19 +140,6 @@ def dead_reason(info: LockInfo) -> str | None:
     return None
 
 
-def make_record(token: int, shared: bool) -> dict[str, Any]:
-    """The holder record of the calling thread."""
-    return {
-        "pid": os.getpid(),
-        "host": hostname(),
-        "start": start_token(),
-        "thread": threading.current_thread().name,
-        "at": time.time(),
-        "shared": shared,
-        "token": token,
-    }
-
-
 _prefixes: dict[int, bytes] = {}
 
 
@@ -164,8 +151,12 @@ def record_prefix() -> bytes:
     ident = threading.get_ident()
     cached = _prefixes.get(ident)
     if cached is None:
-        record = make_record(0, False)
-        del record["at"], record["token"], record["shared"]
+        record = {
+            "pid": os.getpid(),
+            "host": hostname(),
+            "start": start_token(),
+            "thread": threading.current_thread().name,
+        }
         body = json.dumps(record, separators=(",", ":")).encode()
         cached = _prefixes[ident] = body[:-1] + b',"shared":false,"at":'
         if len(_prefixes) > 4096:  # threads come and go: forget the oldest

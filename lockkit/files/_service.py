@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-from lockkit._internal.deadline import check_timeout, monotonic
+from lockkit._internal.deadline import Deadline, check_timeout
 from lockkit.exceptions import (
     DeadlockError,
     LockkitError,
@@ -18,8 +17,10 @@ from lockkit.exceptions import (
     NotOwnerError,
 )
 from lockkit.files._filelock import FileLock, lock_key
-from lockkit.files._strategy import StrategyName
 from lockkit.files._holder import LockInfo
+from lockkit.files._strategy import StrategyName
+from lockkit.resilience._backoff import Backoff
+from lockkit.sync._multi import acquire_all
 
 R = TypeVar("R")
 Reason = Literal["timeout", "locked", "error"]
@@ -181,16 +182,15 @@ class FileLockService:
     def _poll(lock: FileLock, timeout: float | None, interval: float, retries: int) -> bool:
         if retries < 0 or interval < 0:
             raise ValueError("max_retries and retry_interval must be >= 0")
-        deadline = None if timeout is None else monotonic() + timeout
+        deadline = Deadline(timeout)
+        fixed = Backoff(interval, interval, jitter=0.0) if interval > 0 else None
         for attempt in range(retries + 1):
             if lock.acquire(timeout=0):
                 return True
-            if attempt == retries:
+            if attempt == retries or deadline.expired():
                 break
-            left = None if deadline is None else deadline - monotonic()
-            if left is not None and left <= 0:
-                break
-            time.sleep(interval if left is None else min(interval, left))
+            if fixed is not None:
+                deadline.sleep(fixed)
         return False
 
     def with_lock(self, resource_path: str | os.PathLike[str], fn: Callable[[], R], **options: Any) -> R:
@@ -221,26 +221,27 @@ class FileLockService:
 
         On failure every lock already taken is released.
         """
-        locks = sorted({lock_key(self.lock_path_for(p)): self._lock(p, type) for p in resource_paths}.items())
-        t = self._default_timeout if timeout is None else check_timeout(True, timeout)
-        deadline = None if t is None else monotonic() + t
-        taken: list[FileLock] = []
-        for _, lock in locks:
-            left = None if deadline is None else max(0.0, deadline - monotonic())
-            error: Exception | None = None
-            try:
-                ok = lock.acquire(timeout=left)
-            except (LockkitError, OSError) as exc:
-                ok, error = False, exc
-            if not ok:
-                for held in reversed(taken):
-                    held.release()
-                if error is not None:
-                    return LockResult(False, None, "error", str(error), lock.path)
-                return LockResult(False, None, "timeout", str(lock._timeout_error(t)), lock.path)
-            taken.append(lock)
-        if not taken:
+        locks = list({lock_key(self.lock_path_for(p)): self._lock(p, type) for p in resource_paths}.values())
+        if not locks:
             raise ValueError("acquire_many needs at least one path")
+        t = self._default_timeout if timeout is None else check_timeout(True, timeout)
+        failed: list[BaseException] = []
+
+        def take(lock: FileLock, left: float | None) -> FileLock | None:
+            try:
+                return lock if lock.acquire(timeout=left) else None
+            except (LockkitError, OSError) as exc:
+                failed.append(exc)
+                return None
+
+        def by_lock_file(ls: Iterable[FileLock]) -> list[FileLock]:
+            return sorted(ls, key=lambda lock: lock_key(lock.path))
+
+        taken, missed = acquire_all(locks, take, FileLock.release, timeout=t, order=by_lock_file)
+        if missed:
+            if failed:
+                return LockResult(False, None, "error", str(failed[0]), missed[0].path)
+            return LockResult(False, None, "timeout", str(missed[0]._timeout_error(t)), missed[0].path)
         return LockResult(True, FileLockHandle(taken), None, None, taken[0].path)
 
     def is_locked(self, resource_path: str | os.PathLike[str]) -> bool:

@@ -10,6 +10,7 @@ from lockkit.files._filelock import lock_key
 from lockkit.files._strategy import StrategyName
 from lockkit.storage._atomic import TEMP_PATTERN, storage_error
 from lockkit.storage._document import JsonDocument, Serializer
+from lockkit.sync._multi import acquire_all
 
 MAX_KEY_BYTES = 200
 
@@ -35,6 +36,10 @@ def check_key(key: object) -> str:
     if any(ord(c) < 32 or ord(c) == 127 for c in key):
         raise ValueError("record key must not contain NUL or control characters")
     return key
+
+
+def _release(doc: JsonDocument) -> None:
+    doc.lock.release()
 
 
 class JsonRepository:
@@ -129,7 +134,7 @@ class JsonRepository:
     def modify_many(
         self, keys: Iterable[str], fn: Callable[[dict[str, Any]], dict[str, Any]], *, fencing_token: int | None = None
     ) -> dict[str, Any]:
-        """Change several records together, all locked at once in one sorted order.
+        """Change several records together, all locked at once in one sorted order, one deadline.
 
         ``fn`` gets ``{key: value or None}`` and returns ``{key: new value}`` for the
         keys to write (a key mapped to ``None`` is written as ``null``; leave it out to
@@ -142,12 +147,18 @@ class JsonRepository:
             old.
         """
         docs = {k: self.document(k) for k in dict.fromkeys(keys)}
-        ordered = sorted(docs.items(), key=lambda kv: lock_key(kv[1].lock.path))
-        taken = []
+        timeout = self._options["timeout"]
+
+        def take(doc: JsonDocument, left: float | None) -> JsonDocument | None:
+            return doc if doc.lock.acquire(timeout=left) else None
+
+        def by_lock_file(ds: Iterable[JsonDocument]) -> list[JsonDocument]:
+            return sorted(ds, key=lambda doc: lock_key(doc.lock.path))
+
+        taken, missed = acquire_all(docs.values(), take, _release, timeout=timeout, order=by_lock_file)
+        if missed:
+            raise missed[0].lock._timeout_error(timeout)
         try:
-            for _, doc in ordered:
-                doc._acquire(doc.lock)
-                taken.append(doc)
             current = {k: doc._load() for k, doc in docs.items()}
             changes = fn({k: None if c is None else c.value for k, c in current.items()})
             unknown = set(changes) - set(docs)

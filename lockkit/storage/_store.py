@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from lockkit._internal import log as _log
+from lockkit._internal.deadline import Deadline
 from lockkit.exceptions import CorruptDataError, DecryptionError, StoreClosedError
 from lockkit.files._filelock import FileLock
 from lockkit.resilience._backoff import Backoff
@@ -422,10 +423,8 @@ class PersistentStore:
                 if self._gen <= self._saved_gen:
                     return  # closed and clean
                 if self._mode == "debounced" and not self._closed:
-                    deadline = self._dirty_since + self._debounce
-                    while (
-                        not self._closed and self._gen > self._saved_gen and (left := deadline - time.monotonic()) > 0
-                    ):
+                    window = Deadline(self._debounce, start=self._dirty_since)
+                    while not self._closed and self._gen > self._saved_gen and (left := window.remaining()):
                         self._mu.wait(left)
             try:
                 self._save()

@@ -7,12 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from lockkit._internal.paths import PathLike, check_path
 from lockkit._internal.stats import LockStatistics
 from lockkit.sync._manager import KeyLock, LockHandle, LockManager
 
 R = TypeVar("R")
-
-PathLike = str | os.PathLike[str]
 
 
 def normalize_path(path: PathLike) -> str:
@@ -25,12 +24,7 @@ def normalize_path(path: PathLike) -> str:
         ValueError: ``path`` is empty or contains a NUL byte.
 
     """
-    raw = os.fspath(path)
-    if not isinstance(raw, str):
-        raise TypeError(f"path must be str or os.PathLike[str], not {type(raw).__name__}")
-    if not raw or "\0" in raw:
-        raise ValueError("path must be a non-empty string without NUL bytes")
-    return os.path.normcase(os.path.realpath(raw))
+    return os.path.normcase(os.path.realpath(check_path(path)))
 
 
 @dataclass(frozen=True, slots=True)

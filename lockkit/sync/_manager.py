@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from _thread import allocate_lock
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from threading import get_ident
 from types import TracebackType
@@ -12,9 +12,10 @@ from typing import TypeVar
 
 from lockkit._internal import fork as _fork
 from lockkit._internal import log as _log
-from lockkit._internal.deadline import check_timeout, monotonic
+from lockkit._internal.deadline import Deadline, check_timeout, monotonic, timeout_error
 from lockkit._internal.stats import Counters, LockStatistics, thread_name
 from lockkit.exceptions import DeadlockError, LockTimeoutError, NotOwnerError
+from lockkit.sync._multi import acquire_all, sorted_keys
 from lockkit.sync._waitqueue import SXQueue, Waiter, park
 
 R = TypeVar("R")
@@ -116,15 +117,6 @@ class LockHandle:
         return f"<lockkit.sync.LockHandle key={self._key!r} {'shared' if self.shared else 'exclusive'} {state}>"
 
 
-def _order(keys: Iterable[Hashable]) -> list[Hashable]:
-    """Distinct keys in one total order, so multi-key acquisition cannot deadlock."""
-    unique = list(dict.fromkeys(keys))
-    try:
-        return sorted(unique)  # type: ignore[type-var]
-    except TypeError:
-        return sorted(unique, key=lambda k: (type(k).__module__, type(k).__qualname__, repr(k)))
-
-
 class LockManager:
     """Keyed locks: one FIFO shared/exclusive lock per key, created on demand.
 
@@ -146,7 +138,7 @@ class LockManager:
 
     """
 
-    __slots__ = ("__weakref__", "_entries", "_keystats", "_mu", "_acquisitions", "_name", "_stats")
+    __slots__ = ("__weakref__", "_acquisitions", "_entries", "_keystats", "_mu", "_name", "_stats")
 
     def __init__(self, name: str | None = None, *, track_keys: bool = False) -> None:
         self._name = name
@@ -178,18 +170,25 @@ class LockManager:
             DeadlockError: The calling thread already holds ``key``.
 
         """
-        if timeout is not None:
-            timeout = check_timeout(True, timeout)
-        handle = self.try_acquire(key, timeout, shared)
+        timeout = check_timeout(True, timeout)
+        handle = self._take(key, timeout, shared)
         if handle is None:
             raise self._timeout_error(key, timeout)
         return handle
 
-    def try_acquire(self, key: Hashable, timeout: float | None, shared: bool = False) -> LockHandle | None:
+    def try_acquire(self, key: Hashable, timeout: float | None = None, shared: bool = False) -> LockHandle | None:
         """Like :meth:`acquire`, but return ``None`` when the timeout runs out.
 
-        ``timeout`` must already be normalised (``None`` or seconds >= 0).
+        Raises:
+            ValueError: A negative or NaN timeout.
+            TypeError: A timeout that is not a number.
+            DeadlockError: The calling thread already holds ``key``.
+
         """
+        return self._take(key, check_timeout(True, timeout), shared)
+
+    def _take(self, key: Hashable, timeout: float | None, shared: bool = False) -> LockHandle | None:
+        # ``timeout`` is already checked (None or seconds >= 0).
         if not shared and self._keystats is None:  # fast path: a key nobody uses, exclusive
             me = get_ident()
             with self._mu:
@@ -279,12 +278,7 @@ class LockManager:
         with self._mu:
             entry = self._entries.get(key)
         holder = None if entry is None else self._describe_entry(entry)
-        return LockTimeoutError(
-            f"timed out after {timeout} s waiting for key {key!r}" + (f", held by {holder}" if holder else ""),
-            resource=repr(key),
-            timeout=timeout,
-            holder=holder,
-        )
+        return timeout_error(f"key {key!r}", timeout, resource=repr(key), holder=holder)
 
     @contextmanager
     def lock(self, *keys: Hashable, shared: bool = False, timeout: float | None = None) -> Iterator[list[LockHandle]]:
@@ -302,16 +296,16 @@ class LockManager:
             LockTimeoutError: The deadline ran out; keys already taken are released.
 
         """
-        t = check_timeout(True, timeout)
-        deadline = None if t is None else monotonic() + t
-        handles: list[LockHandle] = []
+        handles, missed = acquire_all(
+            keys,
+            lambda key, left: self._try_acquire(key, left, shared),
+            LockHandle.release,
+            timeout=timeout,
+            order=sorted_keys,
+        )
+        if missed:
+            raise self._timeout_error(missed[0], timeout)
         try:
-            for key in _order(keys):
-                left = None if deadline is None else max(0.0, deadline - monotonic())
-                handle = self._try_acquire(key, left, shared)
-                if handle is None:
-                    raise self._timeout_error(key, timeout)
-                handles.append(handle)
             yield handles
         finally:
             for handle in reversed(handles):
@@ -355,13 +349,11 @@ class LockManager:
             ``True`` when all earlier operations finished, ``False`` on timeout.
 
         """
-        t = check_timeout(True, timeout)
-        deadline = None if t is None else monotonic() + t
+        deadline = Deadline(check_timeout(True, timeout))
         with self._mu:
             keys = list(self._entries)
         for key in keys:
-            left = None if deadline is None else max(0.0, deadline - monotonic())
-            handle = self._try_acquire(key, left, False)
+            handle = self._try_acquire(key, deadline.remaining(), False)
             if handle is None:
                 return False
             handle.release()
@@ -407,7 +399,7 @@ class KeyLock:
     acquiring thread, not reentrant. Obtain it with :meth:`LockManager.get_lock`.
     """
 
-    __slots__ = ("_handles", "_key", "_manager", "_mu", "_shared", "_timeout")
+    __slots__ = ("__weakref__", "_handles", "_key", "_manager", "_mu", "_shared", "_timeout")
 
     def __init__(
         self, manager: LockManager, key: Hashable, *, shared: bool = False, timeout: float | None = None

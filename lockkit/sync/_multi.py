@@ -18,7 +18,7 @@ def acquire_all(
     *,
     timeout: float | None,
     order: Callable[[Iterable[T]], list[T]],
-) -> tuple[list[H], T | None]:
+) -> tuple[list[H], list[T]]:
     """Take every item in the total order ``order`` gives, within one deadline.
 
     ``take(item, remaining)`` returns a hold, or ``None`` when ``remaining`` seconds ran
@@ -26,9 +26,9 @@ def acquire_all(
     order cannot deadlock on each other.
 
     Returns:
-        ``(holds, None)`` when every item was taken (holds in acquisition order), or
-        ``([], item)`` naming the item that could not be had; everything taken before
-        it has been released (in reverse order). An exception raised by ``take``
+        ``(holds, [])`` when every item was taken (holds in acquisition order), or
+        ``([], [item])`` naming the item that could not be had; everything taken
+        before it has been released (in reverse order). An exception raised by ``take``
         also releases what was taken, then propagates.
 
     """
@@ -39,12 +39,12 @@ def acquire_all(
             hold = take(item, deadline.remaining())
             if hold is None:
                 _release_all(holds, release)
-                return [], item
+                return [], [item]
             holds.append(hold)
     except BaseException:
         _release_all(holds, release)
         raise
-    return holds, None
+    return holds, []
 
 
 def _release_all(holds: list[H], release: Callable[[H], None]) -> None:

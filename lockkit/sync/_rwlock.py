@@ -11,9 +11,9 @@ from readerwriterlock import rwlock
 
 from lockkit._internal import fork as _fork
 from lockkit._internal import log as _log
-from lockkit._internal.deadline import check_timeout, monotonic
+from lockkit._internal.deadline import check_timeout, monotonic, timeout_error
 from lockkit._internal.stats import Counters, LockStatistics, thread_name
-from lockkit.exceptions import DeadlockError, LockTimeoutError, NotOwnerError
+from lockkit.exceptions import DeadlockError, NotOwnerError
 from lockkit.sync._guard import ModeGuard
 from lockkit.sync._waitqueue import SXQueue, Waiter, park
 
@@ -48,7 +48,19 @@ class RWLock:
 
     """
 
-    __slots__ = ("__weakref__", "_held", "_mu", "_acquisitions", "_name", "_policy", "_queue", "_delegate", "_stats", "_timeout", "_waiting")
+    __slots__ = (
+        "__weakref__",
+        "_acquisitions",
+        "_delegate",
+        "_held",
+        "_mu",
+        "_name",
+        "_policy",
+        "_queue",
+        "_stats",
+        "_timeout",
+        "_waiting",
+    )
 
     def __init__(self, policy: Policy = "fifo", *, name: str | None = None, timeout: float | None = None) -> None:
         if policy not in ("fifo", "read", "write"):
@@ -212,14 +224,12 @@ class RWLock:
 
     def _enter_mode(self, shared: bool, timeout: float | None) -> None:
         if not self.acquire(True, timeout, shared=shared):
-            holder = self._describe_holder()
             label = f"rwlock {self._name!r}" if self._name else "rwlock"
-            raise LockTimeoutError(
-                f"timed out after {timeout} s waiting for {label} ({'shared' if shared else 'exclusive'})"
-                + (f", held by {holder}" if holder else ""),
+            raise timeout_error(
+                f"{label} ({'shared' if shared else 'exclusive'})",
+                timeout,
                 resource=self._name,
-                timeout=timeout,
-                holder=holder,
+                holder=self._describe_holder(),
             )
 
     def __enter__(self) -> RWLock:
