@@ -215,3 +215,78 @@ def test_locked_means_held_by_anyone(name: str) -> None:
     done.set()
     t.join()
     assert not lock.locked()
+
+
+def _hold_in_thread(lock: Any) -> tuple[threading.Thread, threading.Event]:
+    """Hold ``lock`` from another thread until the returned event is set."""
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with lock:
+            held.set()
+            release.wait(60)
+
+    t = threading.Thread(target=hold, daemon=True)
+    t.start()
+    assert held.wait(30)
+    return t, release
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_keyboard_interrupt_while_waiting_leaves_no_ghost(name: str) -> None:
+    import signal
+
+    assert threading.current_thread() is threading.main_thread()
+    lock = make(name)
+    holder, release = _hold_in_thread(lock)
+    before = lock.statistics().acquisitions
+    main = threading.get_ident()
+
+    def interrupt() -> None:
+        wait_queued(lock, 1)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt)
+    interrupter.start()
+    with pytest.raises(KeyboardInterrupt):
+        lock.acquire(timeout=30)
+    interrupter.join()
+    release.set()
+    holder.join()
+    assert not lock.locked()  # nobody was handed the lock on behalf of the interrupted waiter
+    assert lock.acquire(timeout=10)
+    lock.release()
+    assert lock.statistics().acquisitions == before + 1  # only the real acquisitions count
+    assert not lock.is_locked()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_log_pipeline_errors_never_corrupt_a_lock(name: str) -> None:
+    import logging
+
+    import structlog
+
+    def explode(logger: Any, method: str, event: Any) -> Any:
+        raise RuntimeError("a broken log processor")
+
+    old = structlog.get_config()
+    structlog.configure(
+        processors=[explode],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        cache_logger_on_first_use=False,
+    )
+    try:
+        lock = make(name)
+        holder, release = _hold_in_thread(lock)
+        waiter = Worker(lambda: lock.acquire(timeout=30) and (lock.release() or True))
+        wait_queued(lock, 1)
+        assert lock.acquire(timeout=0.05) is False  # a timed-out wait logs too
+        release.set()
+        holder.join()
+        assert waiter.join() is True
+        assert lock.acquire(timeout=10)
+        lock.release()
+        assert not lock.is_locked()
+    finally:
+        structlog.configure(**old)

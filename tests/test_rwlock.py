@@ -101,3 +101,53 @@ def test_read_write_guards_raise_on_timeout() -> None:
         w = Worker(lambda: lock.read(timeout=0.05).__enter__())
         with pytest.raises(lockkit.LockTimeoutError, match="cfg"):
             w.join()
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("policy", POLICIES)
+def test_downgrade_with_a_queued_writer_returns_at_once(policy: str) -> None:
+    lock = lockkit.RWLock(policy)  # type: ignore[arg-type]
+    threads_before = threading.active_count()
+    assert lock.acquire_write()
+    writer = Worker(lambda: lock.acquire_write(timeout=30) and (lock.release() or True))
+    wait_queued(lock, 1)
+    lock.downgrade()  # must not wait for the queued writer
+    s = lock.statistics()
+    assert s.readers == 1 and s.owner is None and s.waiting == 1
+    lock.release()
+    assert writer.join() is True
+    writer.thread.join(10)
+    assert threading.active_count() == threads_before  # no helper thread left behind
+
+
+def test_read_policy_lets_readers_pass_a_queued_writer() -> None:
+    for policy, passes in (("read", True), ("fifo", False), ("write", False)):
+        lock = lockkit.RWLock(policy)  # type: ignore[arg-type]
+        assert lock.acquire_read()
+        writer = Worker(lambda lock=lock: lock.acquire_write(timeout=30) and (lock.release() or True))  # type: ignore[misc]
+        wait_queued(lock, 1)
+        late_reader = Worker(lambda lock=lock: lock.acquire_read(timeout=0) and (lock.release() or True))  # type: ignore[misc]
+        assert late_reader.join() is passes, policy
+        lock.release()
+        assert writer.join() is True
+
+
+def test_write_policy_grants_a_queued_writer_before_earlier_readers() -> None:
+    for policy, first in (("write", "writer"), ("fifo", "reader")):
+        lock = lockkit.RWLock(policy)  # type: ignore[arg-type]
+        order: list[str] = []
+        assert lock.acquire_write()
+
+        def take(shared: bool, who: str, lock: lockkit.RWLock = lock, order: list[str] = order) -> bool:
+            assert lock.acquire(timeout=30, shared=shared)
+            order.append(who)
+            lock.release()
+            return True
+
+        reader = Worker(lambda: take(True, "reader"))
+        wait_queued(lock, 1)
+        writer = Worker(lambda: take(False, "writer"))
+        wait_queued(lock, 2)
+        lock.release()
+        assert reader.join() and writer.join()
+        assert order[0] == first, policy

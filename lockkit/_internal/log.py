@@ -29,15 +29,30 @@ DEEP_QUEUE = 10
 def debug(event: str, **fields: Any) -> None:
     """Emit a debug event if the application configured structlog."""
     if structlog.is_configured():
-        logger.debug(event, **fields)
+        _emit(logger.debug, event, fields)
 
 
 def warning(event: str, **fields: Any) -> None:
     """Emit a warning event."""
-    logger.warning(event, **fields)
+    _emit(logger.warning, event, fields)
 
 
 def info(event: str, **fields: Any) -> None:
     """Emit an info event if the application configured structlog."""
     if structlog.is_configured():
-        logger.info(event, **fields)
+        _emit(logger.info, event, fields)
+
+
+def slow_wait(name: str | None, seconds: float, granted: bool) -> None:
+    """Emit ``lockkit.lock_wait_slow`` (debug) for a wait longer than :data:`SLOW_WAIT`."""
+    if seconds > SLOW_WAIT:
+        debug(LOCK_WAIT_SLOW, lock=name, waited=round(seconds, 4), granted=granted)
+
+
+def _emit(method: Any, event: str, fields: dict[str, Any]) -> None:
+    # A broken log pipeline (a processor or handler that raises) must never break a
+    # lock: its errors are dropped here, as the standard logging module does.
+    try:
+        method(event, **fields)
+    except Exception:  # noqa: BLE001
+        pass

@@ -75,26 +75,32 @@ class Counters:
         self.peak_queue = 0
         self.warned_deep = False
 
-    def queued(self, depth: int, name: str | None, *, warn: bool = True) -> None:
-        """Account one more waiter; ``depth`` is the number now waiting."""
+    def queued(self, depth: int, name: str | None = None, *, warn: bool = True) -> int:
+        """Account one more waiter; ``depth`` is the number now waiting.
+
+        Returns:
+            ``depth`` when a ``lockkit.queue_deep`` warning is due (once per episode),
+            else 0. The caller emits it after leaving its internal lock.
+
+        """
         self.contentions += 1
         self.peak_queue = max(self.peak_queue, depth)
         if warn and depth > _log.DEEP_QUEUE and not self.warned_deep:
             self.warned_deep = True
-            _log.warning(_log.QUEUE_DEEP, lock=name, waiting=depth)
+            return depth
+        return 0
 
     def drained(self) -> None:
         """The queue emptied: a later deep queue is a new episode and warns again."""
         self.warned_deep = False
 
-    def waited(self, seconds: float, granted: bool, name: str | None) -> None:
-        """Account one finished wait."""
+    def waited(self, seconds: float, granted: bool, name: str | None = None) -> float:
+        """Account one finished wait; returns ``seconds`` (for :func:`lockkit._internal.log.slow_wait`)."""
         self.wait_total += seconds
         self.wait_max = max(self.wait_max, seconds)
         if not granted:
             self.timeouts += 1
-        if seconds > _log.SLOW_WAIT:
-            _log.debug(_log.LOCK_WAIT_SLOW, lock=name, waited=round(seconds, 4), granted=granted)
+        return seconds
 
     def snapshot(
         self,

@@ -6,6 +6,7 @@ from _thread import allocate_lock
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from threading import get_ident
 from types import TracebackType
 from typing import TypeVar
@@ -14,9 +15,9 @@ from lockkit._internal import fork as _fork
 from lockkit._internal import log as _log
 from lockkit._internal.deadline import Deadline, check_timeout, monotonic, timeout_error
 from lockkit._internal.stats import Counters, LockStatistics, thread_name
-from lockkit.exceptions import DeadlockError, LockTimeoutError, NotOwnerError
+from lockkit.exceptions import LockTimeoutError, NotOwnerError
 from lockkit.sync._multi import acquire_all, sorted_keys
-from lockkit.sync._waitqueue import SXQueue, Waiter, park
+from lockkit.sync._waitqueue import SXQueue, Waiter, abandon, park
 
 R = TypeVar("R")
 
@@ -200,52 +201,96 @@ class LockManager:
 
     def _try_acquire(self, key: Hashable, timeout: float | None, shared: bool) -> LockHandle | None:
         me = get_ident()
-        with self._mu:
-            entry = self._entries.get(key)
-            if entry is None:
-                entry = self._entries[key] = _Entry()
-            entry.users += 1
-            try:
+        waiter: Waiter | None = None
+        entry: _Entry | None = None
+        try:
+            with self._mu:
+                entry = self._entries.get(key)
+                if entry is None:
+                    entry = self._entries[key] = _Entry()
+                entry.users += 1
                 taken = entry.try_take(me, shared)
-            except DeadlockError:
-                entry.users -= 1
-                raise
-            if taken:
-                self._acquisitions += 1
-                if self._keystats is not None:
-                    self._key_stats(key).acquisitions += 1
-                return LockHandle(self, key, entry, me, shared)
-            if timeout == 0:
-                self._stats.contentions += 1
-                self._drop_user(key, entry)
-                return None
-            waiter = entry.enqueue(me, shared)
-            depth = len(entry._waiters)
-            self._stats.queued(depth, self._name, warn=self._keystats is None)
-            if self._keystats is not None:  # the per-key counters warn, naming the key
-                self._key_stats(key).counters.queued(depth, f"{self._name or 'lockmanager'}:{key!r}")
-        _log.debug(_log.LOCK_CONTENDED, lock=self._name, key=repr(key), shared=shared)
+                if taken:
+                    self._acquisitions += 1
+                    if self._keystats is not None:
+                        self._key_stats(key).acquisitions += 1
+                    return LockHandle(self, key, entry, me, shared)
+                if timeout == 0:
+                    self._stats.contentions += 1
+                    self._drop_user(key, entry)
+                    return None
+                waiter = entry.enqueue(me, shared)
+                depth = len(entry._waiters)
+                deep = self._stats.queued(depth, self._name, warn=self._keystats is None)
+                if self._keystats is not None:  # the per-key counters warn, naming the key
+                    deep = self._key_stats(key).counters.queued(depth)
+            return self._wait(key, entry, waiter, timeout, shared, deep)
+        except BaseException:
+            if entry is not None and waiter is None:  # refused or interrupted before queueing
+                with self._mu:
+                    self._drop_user(key, entry)
+            elif waiter is not None and entry is not None:
+                abandon(waiter, self._mu, partial(self._cancel_in, key, entry), partial(self._revoke_in, key, entry))
+            raise
 
-        def cancel(w: Waiter) -> None:
-            entry.cancel(w)
-            self._drop_user(key, entry)
+    def _cancel_in(self, key: Hashable, entry: _Entry, waiter: Waiter) -> None:
+        # Under self._mu: a waiter gave up before its grant.
+        entry.cancel(waiter)
+        self._drop_user(key, entry)
 
-        granted = park(waiter, self._mu, timeout, cancel, lambda: self._describe_entry(entry), self._name)
-        waited = monotonic() - waiter.since
-        with self._mu:
-            self._stats.waited(waited, granted, self._name)
-            if granted:
-                self._acquisitions += 1
-            if self._keystats is not None:
-                ks = self._key_stats(key)
-                ks.counters.waited(waited, granted, self._name)
+    def _revoke_in(self, key: Hashable, entry: _Entry, waiter: Waiter) -> None:
+        # Under self._mu: pass on a grant whose waiter gave up.
+        entry.release(waiter.ident)
+        self._drop_user(key, entry)
+        if waiter.counted:
+            self._acquisitions -= 1
+
+    def _wait(
+        self, key: Hashable, entry: _Entry, waiter: Waiter, timeout: float | None, shared: bool, deep: int
+    ) -> LockHandle | None:
+        me = waiter.ident
+        cancel = partial(self._cancel_in, key, entry)
+        revoke = partial(self._revoke_in, key, entry)
+        try:
+            granted = park(
+                waiter,
+                self._mu,
+                timeout,
+                cancel,
+                lambda: self._describe_entry(entry),
+                self._name,
+                self._announcer(key, shared, deep),
+            )
+            waited = monotonic() - waiter.since
+            with self._mu:
+                self._stats.waited(waited, granted)
                 if granted:
-                    ks.acquisitions += 1
+                    self._acquisitions += 1
+                    waiter.counted = True
+                if self._keystats is not None:
+                    ks = self._key_stats(key)
+                    ks.counters.waited(waited, granted)
+                    if granted:
+                        ks.acquisitions += 1
+                    if not entry._waiters:
+                        ks.counters.drained()
                 if not entry._waiters:
-                    ks.counters.drained()
-            if not entry._waiters:
-                self._stats.drained()
-        return LockHandle(self, key, entry, me, shared) if granted else None
+                    self._stats.drained()
+            handle = LockHandle(self, key, entry, me, shared) if granted else None
+        except BaseException:
+            abandon(waiter, self._mu, cancel, revoke)
+            raise
+        _log.slow_wait(self._name, waited, granted)
+        return handle
+
+    def _announcer(self, key: Hashable, shared: bool, deep: int) -> Callable[[], None]:
+        def announce() -> None:
+            _log.debug(_log.LOCK_CONTENDED, lock=self._name, key=repr(key), shared=shared)
+            if deep:
+                name = self._name if self._keystats is None else f"{self._name or 'lockmanager'}:{key!r}"
+                _log.warning(_log.QUEUE_DEEP, lock=name, waiting=deep)
+
+        return announce
 
     def _drop_user(self, key: Hashable, entry: _Entry) -> None:
         # Under self._mu.

@@ -13,7 +13,7 @@ from lockkit._internal import log as _log
 from lockkit._internal.deadline import check_timeout, monotonic, timeout_error
 from lockkit._internal.stats import Counters, LockStatistics, thread_name
 from lockkit.exceptions import DeadlockError, LockTimeoutError, NotOwnerError
-from lockkit.sync._waitqueue import Waiter, WaitQueue, park
+from lockkit.sync._waitqueue import Waiter, WaitQueue, abandon, park
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,6 +30,11 @@ class Mutex(WaitQueue):
 
     Reentrancy: none. Acquiring it again from the owning thread raises
     :class:`~lockkit.exceptions.DeadlockError` at once instead of hanging.
+
+    Interruption: an exception raised while a thread waits (``KeyboardInterrupt``
+    from a signal, an error from a log processor) removes it from the queue, or
+    passes on a grant it had just received: the mutex is never left held by a thread
+    whose ``acquire`` raised.
 
     The uncontended path takes one C-level lock and reads no clock; bookkeeping,
     logging and timing happen only when a thread has to wait.
@@ -105,31 +110,58 @@ class Mutex(WaitQueue):
 
     def _acquire_slow(self, timeout: float | None) -> bool:
         me = get_ident()
-        with self._mu:
-            if self._writer == me:
-                raise DeadlockError(f"{self._label()} is not reentrant: this thread already holds it")
-            waiter = self.enqueue(me, False)
-            self.grant_waiting()  # at the head of an idle queue: granted at once
-            if waiter.granted:
-                if self._track_hold_time:
-                    self._hold_start = monotonic()
-                return True
-            if timeout == 0:
-                self.cancel(waiter)
-                self._stats.contentions += 1
-                return False
-            depth = len(self._waiters)
-            self._stats.queued(depth, self._name)
-        _log.debug(_log.LOCK_CONTENDED, lock=self._name, waiting=depth)
-        granted = park(waiter, self._mu, timeout, self.cancel, self._describe_holder, self._name)
-        now = monotonic()
-        with self._mu:
-            self._stats.waited(now - waiter.since, granted, self._name)
-            if not self._waiters:
-                self._stats.drained()
-        if granted:
-            self._hold_start = now
+        waiter: Waiter | None = None
+        try:
+            with self._mu:
+                if self._writer == me:
+                    raise DeadlockError(f"{self._label()} is not reentrant: this thread already holds it")
+                waiter = self.enqueue(me, False)
+                self.grant_waiting()  # at the head of an idle queue: granted at once
+                if waiter.granted:
+                    waiter.gone = True  # kept: nothing left to undo
+                    if self._track_hold_time:
+                        self._hold_start = monotonic()
+                    return True
+                if timeout == 0:
+                    waiter.gone = True
+                    self.cancel(waiter)
+                    self._stats.contentions += 1
+                    return False
+                depth = len(self._waiters)
+                deep = self._stats.queued(depth, self._name)
+            granted = park(
+                waiter, self._mu, timeout, self.cancel, self._describe_holder, self._name, self._announcer(depth, deep)
+            )
+            now = monotonic()
+            with self._mu:
+                self._stats.waited(now - waiter.since, granted)
+                if not self._waiters:
+                    self._stats.drained()
+            if granted:
+                self._hold_start = now
+        except BaseException:
+            if waiter is not None:
+                abandon(waiter, self._mu, self.cancel, self._revoke)
+            raise
+        _log.slow_wait(self._name, now - waiter.since, granted)
         return granted
+
+    def _announcer(self, depth: int, deep: int) -> Callable[[], None]:
+        def announce() -> None:
+            _log.debug(_log.LOCK_CONTENDED, lock=self._name, waiting=depth)
+            if deep:
+                _log.warning(_log.QUEUE_DEEP, lock=self._name, waiting=deep)
+
+        return announce
+
+    def _revoke(self, waiter: Waiter) -> None:
+        # Under self._mu: pass on a grant whose waiter gave up (as release() would).
+        self._writer = None
+        self._hold_start = 0.0
+        if waiter.counted:
+            self._acquisitions -= 1
+        self._gate.release()
+        self.grant_waiting()
 
     def _admit(self, waiter: Waiter) -> bool:
         # Under self._mu: the head may have the mutex if the gate is free.
@@ -137,6 +169,7 @@ class Mutex(WaitQueue):
             return False
         self._writer = waiter.ident
         self._acquisitions += 1
+        waiter.counted = True
         return True
 
     def release(self) -> None:

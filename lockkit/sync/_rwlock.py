@@ -1,44 +1,63 @@
-"""RWLock: shared/exclusive lock with a FIFO default and readerwriterlock policies."""
+"""RWLock: a shared/exclusive lock on lockkit's wait queue, FIFO by default."""
 
 from __future__ import annotations
 
 from _thread import allocate_lock
+from collections.abc import Callable
 from threading import get_ident
 from types import TracebackType
-from typing import Any, Literal
-
-from readerwriterlock import rwlock
+from typing import Literal
 
 from lockkit._internal import fork as _fork
 from lockkit._internal import log as _log
 from lockkit._internal.deadline import check_timeout, monotonic, timeout_error
 from lockkit._internal.stats import Counters, LockStatistics, thread_name
-from lockkit.exceptions import DeadlockError, NotOwnerError
 from lockkit.sync._guard import ModeGuard
-from lockkit.sync._waitqueue import SXQueue, Waiter, park
+from lockkit.sync._waitqueue import (
+    ReadPreferringQueue,
+    SXQueue,
+    Waiter,
+    WritePreferringQueue,
+    abandon,
+    park,
+)
 
 Policy = Literal["fifo", "read", "write"]
+
+_QUEUES: dict[str, type[SXQueue]] = {
+    "fifo": SXQueue,
+    "read": ReadPreferringQueue,
+    "write": WritePreferringQueue,
+}
 
 
 class RWLock:
     """A shared/exclusive (reader/writer) lock.
 
-    Fairness depends on ``policy``:
+    Fairness depends on ``policy``; every policy runs on lockkit's own wait queue
+    (direct hand-off, exception-safe waiting):
 
-    * ``"fifo"`` (default, lockkit's own queue): task-fair. Requests are granted in
-      arrival order; readers that queue one after another are granted together as a
-      batch, a reader never overtakes a queued writer, so writers cannot starve and
-      readers cannot starve either.
-    * ``"read"``: read-preferring (readerwriterlock ``RWLockReadD``); writers can starve.
-    * ``"write"``: write-preferring (readerwriterlock ``RWLockWriteD``); readers can starve.
+    * ``"fifo"`` (default): task-fair. Requests are granted in arrival order; readers
+      that queue one after another are granted together as a batch, a reader never
+      overtakes a queued writer, so neither writers nor readers can starve.
+    * ``"read"``: read-preferring. A reader gets in whenever no writer holds the lock,
+      even past queued writers; writers can starve.
+    * ``"write"``: write-preferring. No new reader gets in while a writer holds or
+      waits; readers can starve.
 
     Ownership: each hold belongs to the thread that took it; :meth:`release` releases
     the calling thread's hold, in whichever mode it holds, and raises
     :class:`~lockkit.exceptions.NotOwnerError` if it holds none.
 
     Reentrancy: none in either mode. A thread that holds the lock and asks for it again
-    (including a reader asking to upgrade to writer) gets :class:`~lockkit.exceptions.DeadlockError`
-    at once. Use :meth:`downgrade` to go from writer to reader atomically.
+    (including a reader asking to upgrade to writer) gets
+    :class:`~lockkit.exceptions.DeadlockError` at once. Use :meth:`downgrade` to go
+    from writer to reader atomically, under every policy.
+
+    Interruption: an exception raised while waiting (``KeyboardInterrupt`` included)
+    leaves the lock as if the call had never been made.
+
+    Fork: in a forked child the lock starts free (see the locks guide).
 
     Args:
         policy: ``"fifo"``, ``"read"`` or ``"write"``.
@@ -48,22 +67,10 @@ class RWLock:
 
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_acquisitions",
-        "_delegate",
-        "_held",
-        "_mu",
-        "_name",
-        "_policy",
-        "_queue",
-        "_stats",
-        "_timeout",
-        "_waiting",
-    )
+    __slots__ = ("__weakref__", "_acquisitions", "_mu", "_name", "_policy", "_queue", "_stats", "_timeout")
 
     def __init__(self, policy: Policy = "fifo", *, name: str | None = None, timeout: float | None = None) -> None:
-        if policy not in ("fifo", "read", "write"):
+        if policy not in _QUEUES:
             raise ValueError(f"policy must be 'fifo', 'read' or 'write', not {policy!r}")
         self._policy = policy
         self._name = name
@@ -75,15 +82,7 @@ class RWLock:
 
     def _reset_after_fork(self) -> None:
         self._mu = allocate_lock()
-        self._queue = SXQueue()
-        self._held: dict[int, Any] = {}  # ident -> readerwriterlock lock object (non-fifo policies)
-        self._waiting = 0
-        if self._policy == "read":
-            self._delegate: Any = rwlock.RWLockReadD()
-        elif self._policy == "write":
-            self._delegate = rwlock.RWLockWriteD()
-        else:
-            self._delegate = None
+        self._queue = _QUEUES[self._policy]()
 
     @property
     def policy(self) -> Policy:
@@ -108,56 +107,49 @@ class RWLock:
 
         """
         t = check_timeout(blocking, timeout)
-        if self._delegate is not None:
-            return self._acquire_delegated(shared, t)
         me = get_ident()
         q = self._queue
-        with self._mu:
-            if q.try_take(me, shared):
-                self._acquisitions += 1
-                return True
-            if t == 0:
-                self._stats.contentions += 1
-                return False
-            waiter = q.enqueue(me, shared)
-            self._stats.queued(len(q._waiters), self._name)
-        _log.debug(_log.LOCK_CONTENDED, lock=self._name, shared=shared)
-        granted = park(waiter, self._mu, t, q.cancel, self._describe_holder, self._name)
-        self._after_wait(waiter, granted)
+        waiter: Waiter | None = None
+        try:
+            with self._mu:
+                if q.try_take(me, shared):
+                    self._acquisitions += 1
+                    return True
+                if t == 0:
+                    self._stats.contentions += 1
+                    return False
+                waiter = q.enqueue(me, shared)
+                deep = self._stats.queued(len(q._waiters), self._name)
+            granted = park(
+                waiter, self._mu, t, q.cancel, self._describe_holder, self._name, self._announcer(shared, deep)
+            )
+            with self._mu:
+                waited = self._stats.waited(monotonic() - waiter.since, granted)
+                if granted:
+                    self._acquisitions += 1
+                    waiter.counted = True
+                if not q._waiters:
+                    self._stats.drained()
+        except BaseException:
+            if waiter is not None:
+                abandon(waiter, self._mu, q.cancel, self._revoke)
+            raise
+        _log.slow_wait(self._name, waited, granted)
         return granted
 
-    def _after_wait(self, waiter: Waiter, granted: bool) -> None:
-        with self._mu:
-            self._stats.waited(monotonic() - waiter.since, granted, self._name)
-            if granted:
-                self._acquisitions += 1
-            if not self._queue._waiters:
-                self._stats.drained()
+    def _announcer(self, shared: bool, deep: int) -> Callable[[], None]:
+        def announce() -> None:
+            _log.debug(_log.LOCK_CONTENDED, lock=self._name, shared=shared)
+            if deep:
+                _log.warning(_log.QUEUE_DEEP, lock=self._name, waiting=deep)
 
-    def _acquire_delegated(self, shared: bool, timeout: float | None) -> bool:
-        me = get_ident()
-        with self._mu:
-            if me in self._held:
-                raise DeadlockError("rwlock is not reentrant: this thread already holds it")
-            self._waiting += 1
-        obj = self._delegate.gen_rlock() if shared else self._delegate.gen_wlock()
-        ok = obj.acquire(blocking=False)
-        waited = not ok and timeout != 0
-        if waited:
-            since = monotonic()
-            with self._mu:
-                self._stats.queued(self._waiting, self._name)
-            ok = obj.acquire(blocking=True, timeout=-1 if timeout is None else timeout)
-        with self._mu:
-            self._waiting -= 1
-            if ok:
-                self._held[me] = obj
-                self._acquisitions += 1
-            elif not waited:
-                self._stats.contentions += 1
-            if waited:
-                self._stats.waited(monotonic() - since, ok, self._name)
-        return bool(ok)
+        return announce
+
+    def _revoke(self, waiter: Waiter) -> None:
+        # Under self._mu: pass on a grant whose waiter gave up.
+        self._queue.release(waiter.ident)
+        if waiter.counted:
+            self._acquisitions -= 1
 
     def acquire_read(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Acquire in shared mode; same arguments as :meth:`acquire`."""
@@ -176,36 +168,20 @@ class RWLock:
             NotOwnerError: The calling thread holds nothing.
 
         """
-        me = get_ident()
-        if self._delegate is None:
-            with self._mu:
-                self._queue.release(me)
-            return
         with self._mu:
-            obj = self._held.pop(me, None)
-        if obj is None:
-            raise NotOwnerError("cannot release an rwlock this thread does not hold")
-        obj.release()
+            self._queue.release(get_ident())
 
     def downgrade(self) -> None:
         """Turn the calling thread's exclusive hold into a shared one, atomically.
 
-        No writer can get in between; readers queued behind are admitted with it.
+        No writer can get in between; readers the policy admits are admitted with it.
 
         Raises:
             NotOwnerError: The calling thread does not hold the lock exclusively.
 
         """
-        me = get_ident()
-        if self._delegate is None:
-            with self._mu:
-                self._queue.downgrade(me)
-            return
         with self._mu:
-            obj = self._held.get(me)
-            if obj is None or not hasattr(obj, "downgrade"):
-                raise NotOwnerError("only the exclusive holder can downgrade")
-            self._held[me] = obj.downgrade()
+            self._queue.downgrade(get_ident())
 
     # -- context managers -----------------------------------------------------------
 
@@ -247,19 +223,10 @@ class RWLock:
     # -- introspection ----------------------------------------------------------------
 
     def _holders(self) -> tuple[int | None, int]:
-        if self._delegate is None:
-            return self._queue._writer, len(self._queue._readers)
-        writer = None
-        readers = 0
-        for ident, obj in self._held.items():
-            if "Reader" in type(obj).__name__:
-                readers += 1
-            else:
-                writer = ident
-        return writer, readers
+        return self._queue._writer, len(self._queue._readers)
 
     def _waiting_count(self) -> int:
-        return len(self._queue._waiters) if self._delegate is None else self._waiting
+        return len(self._queue._waiters)
 
     def _describe_holder(self) -> str | None:
         with self._mu:

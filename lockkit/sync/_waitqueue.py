@@ -12,6 +12,12 @@ Two races are handled here, in one place:
   timed-out writer): the cancel re-examines the queue head;
 * a waiter times out at the very moment it is granted: under the internal lock the
   waiter sees ``granted`` and keeps the lock (its acquire returns ``True``).
+
+Waiting is exception-safe: when anything (``KeyboardInterrupt`` from a signal, an
+error raised by a log processor) interrupts a thread between joining the queue and
+returning from ``acquire``, :func:`abandon` cancels its waiter, or passes on a grant it
+already received, so the lock is never handed to a thread that is no longer waiting.
+Nothing that can raise or take another lock runs under an internal lock.
 """
 
 from __future__ import annotations
@@ -27,9 +33,14 @@ from lockkit.exceptions import DeadlockError, NotOwnerError
 
 
 class Waiter:
-    """One parked thread: its own primitive lock, its mode and whether it was granted."""
+    """One parked thread: its own primitive lock, its mode and what became of it.
 
-    __slots__ = ("granted", "ident", "lock", "shared", "since")
+    ``granted`` is set (under the owner's internal lock) when the lock is handed to it;
+    ``gone`` when it left for good without keeping the lock (cancelled, or its grant
+    passed on); ``counted`` when its acquisition entered the statistics.
+    """
+
+    __slots__ = ("counted", "gone", "granted", "ident", "lock", "shared", "since")
 
     def __init__(self, ident: int, shared: bool) -> None:
         self.lock = allocate_lock()
@@ -37,6 +48,8 @@ class Waiter:
         self.ident = ident
         self.shared = shared
         self.granted = False
+        self.gone = False
+        self.counted = False
         self.since = monotonic()
 
     def grant(self) -> None:
@@ -52,16 +65,22 @@ def park(
     cancel: Callable[[Waiter], None],
     describe_holder: Callable[[], str | None],
     name: str | None,
+    announce: Callable[[], None] | None = None,
 ) -> bool:
     """Block until ``waiter`` is granted or ``timeout`` runs out.
 
-    Called without the internal lock held. ``cancel`` is called under ``mutex`` when
-    the wait gives up, and must remove the waiter and re-examine the queue.
+    Called without the internal lock held. ``announce`` (logging about the wait) runs
+    first, outside the internal lock. ``cancel`` is called under ``mutex`` when the
+    wait gives up, and must remove the waiter and re-examine the queue. The caller
+    wraps everything from joining the queue to returning in a ``try`` whose
+    ``except BaseException`` calls :func:`abandon`.
 
     Returns:
         ``True`` if the lock was granted (even at the instant of timing out).
 
     """
+    if announce is not None:
+        announce()
     deadline = None if timeout is None else waiter.since + timeout
     warned = False
     lock = waiter.lock
@@ -86,8 +105,27 @@ def park(
     with mutex:
         if waiter.granted:
             return True
+        waiter.gone = True
         cancel(waiter)
         return False
+
+
+def abandon(waiter: Waiter, mutex: Any, cancel: Callable[[Waiter], None], revoke: Callable[[Waiter], None]) -> None:
+    """Undo a wait that an exception cut short; safe to call at any point after enqueueing.
+
+    Under ``mutex``: a waiter still queued is cancelled (``cancel`` removes it and
+    re-examines the queue); a waiter that was granted has its grant passed on
+    (``revoke`` releases the hold on its behalf, uncounting it if it was counted).
+    A waiter that already left is left alone.
+    """
+    with mutex:
+        if waiter.gone:
+            return
+        waiter.gone = True
+        if waiter.granted:
+            revoke(waiter)
+        else:
+            cancel(waiter)
 
 
 class WaitQueue:
@@ -208,3 +246,76 @@ class SXQueue(WaitQueue):
     def held(self) -> bool:
         """Whether anyone holds the lock, in either mode."""
         return self._writer is not None or bool(self._readers)
+
+
+class ReadPreferringQueue(SXQueue):
+    """Readers first: a reader gets in whenever no writer holds the lock, even past queued writers.
+
+    When the lock comes free, every queued reader is granted at once; a writer is
+    granted only when no reader holds or waits. Writers can starve under a steady
+    stream of readers.
+    """
+
+    __slots__ = ()
+
+    def try_take(self, ident: int, shared: bool) -> bool:
+        if shared and self._writer is None and ident not in self._readers:
+            self._add_reader(ident)  # past any queued writer
+            return True
+        return super().try_take(ident, shared)  # exclusive: FIFO among writers; re-entry raises
+
+    def grant_waiting(self) -> None:
+        if self._writer is not None or not self._waiters:
+            return
+        readers = [w for w in self._waiters if w.shared]
+        if readers:
+            for w in readers:
+                self._waiters.remove(w)
+                self._add_reader(w.ident)
+                w.grant()
+        elif not self._readers:
+            head = self._waiters.popleft()
+            self._writer = head.ident
+            head.grant()
+
+
+class WritePreferringQueue(SXQueue):
+    """Writers first: no new reader gets in while a writer holds or waits.
+
+    When the lock comes free, the oldest queued writer is granted as soon as the
+    readers holding it leave; readers are granted only when no writer waits. Readers
+    can starve under a steady stream of writers.
+    """
+
+    __slots__ = ()
+
+    def _writer_waiting(self) -> bool:
+        return any(not w.shared for w in self._waiters)
+
+    def try_take(self, ident: int, shared: bool) -> bool:
+        if self._writer == ident or ident in self._readers:
+            return super().try_take(ident, shared)  # raises DeadlockError
+        if self._writer is not None or self._writer_waiting():
+            return False
+        if shared:
+            self._add_reader(ident)
+            return True
+        if self._readers:
+            return False
+        self._writer = ident
+        return True
+
+    def grant_waiting(self) -> None:
+        if self._writer is not None or not self._waiters:
+            return
+        writer = next((w for w in self._waiters if not w.shared), None)
+        if writer is not None:
+            if not self._readers:
+                self._waiters.remove(writer)
+                self._writer = writer.ident
+                writer.grant()
+            return
+        for w in list(self._waiters):
+            self._waiters.remove(w)
+            self._add_reader(w.ident)
+            w.grant()
