@@ -7,6 +7,7 @@ warnings are always emitted. No secret, key or record content is ever logged.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import structlog
@@ -52,7 +53,5 @@ def slow_wait(name: str | None, seconds: float, granted: bool) -> None:
 def _emit(method: Any, event: str, fields: dict[str, Any]) -> None:
     # A broken log pipeline (a processor or handler that raises) must never break a
     # lock: its errors are dropped here, as the standard logging module does.
-    try:
+    with contextlib.suppress(Exception):
         method(event, **fields)
-    except Exception:  # noqa: BLE001
-        pass

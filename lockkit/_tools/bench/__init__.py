@@ -112,7 +112,6 @@ def race_processes(target: Callable[..., None], args: tuple[object, ...], procs:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every benchmark group and print the tables."""
     import argparse
-
     import importlib
 
     groups = ["threads", "files", "storage", "store", "retry", "redis"]
