@@ -385,15 +385,19 @@ def hammer(fn: Callable[[], Any], *, threads: int = 8, iterations: int = 1000) -
 
 
 def wait_until_queued(lock: Any, n: int, timeout: float = 5.0) -> None:
-    """Block until ``lock.statistics().waiting >= n``: the sleep-free way to set up a race.
+    """Block until ``n`` acquisitions have joined ``lock``'s wait queue: the sleep-free way to set up a race.
+
+    Counts ``lock.statistics().queued``, which only grows: a waiter that queued and
+    timed out before this call looked is still counted. Counts from the lock's
+    creation, so for a lock that had waiters before, add their number to ``n``.
 
     Raises:
-        TimeoutError: Fewer than ``n`` waiters after ``timeout`` seconds.
+        TimeoutError: Fewer than ``n`` acquisitions queued within ``timeout`` seconds.
     """
     deadline = time.monotonic() + timeout
-    while lock.statistics().waiting < n:
+    while lock.statistics().queued < n:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{lock!r} never had {n} waiters within {timeout} s (has {lock.statistics().waiting})")
+            raise TimeoutError(f"{lock!r} never had {n} waiters within {timeout} s (has {lock.statistics().queued})")
         time.sleep(0.0005)
 
 

@@ -290,3 +290,124 @@ def test_log_pipeline_errors_never_corrupt_a_lock(name: str) -> None:
         assert not lock.is_locked()
     finally:
         structlog.configure(**old)
+
+
+def _in_forked_child(check: Any) -> int:
+    import os
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # "fork() with threads" on 3.12+
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            code = 0 if check() else 3
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+            code = 4
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fork_keeps_the_forking_threads_hold_and_frees_the_others(name: str) -> None:
+    mine = make(name)
+    theirs = make(name)
+    holder, release = _hold_in_thread(theirs)
+    in_process = not name.startswith("FileLock")  # a file lock's kernel hold stays the parent's
+    try:
+        with mine:
+
+            def child() -> bool:
+                mine.release()  # leaving the with block in the child: the hold is the child's own
+                again = mine.acquire(timeout=0)
+                if again:
+                    mine.release()
+                other = theirs.acquire(timeout=0)  # the other thread does not exist in the child
+                if other:
+                    theirs.release()
+                return again is in_process and other is in_process
+
+            assert _in_forked_child(child) == 0
+            assert mine.locked()  # the parent's hold is untouched
+    finally:
+        release.set()
+        holder.join()
+    assert not mine.locked() and not theirs.locked()
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("huge", [float("inf"), 1e10, threading.TIMEOUT_MAX * 2])
+def test_timeouts_beyond_timeout_max_wait_forever(name: str, huge: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lockkit._internal import log as _log
+
+    monkeypatch.setattr(_log, "LONG_WAIT", 0.0)  # take the long-wait branch at once
+    lock = make(name)
+    holder, release = _hold_in_thread(lock)
+    waiter = Worker(lambda: lock.acquire(timeout=huge) and (lock.release() or True))
+    wait_queued(lock, 1)
+    release.set()
+    holder.join()
+    assert waiter.join() is True
+    assert not lock.locked() and not lock.is_locked()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_owner_try_acquire_returns_false_and_blocking_reacquire_raises(name: str) -> None:
+    lock = make(name)
+    assert lock.acquire()
+    assert lock.acquire(False) is False  # a try cannot deadlock: threading.Lock answers False
+    assert lock.acquire(timeout=0) is False
+    with pytest.raises(lockkit.DeadlockError):
+        lock.acquire()
+    with pytest.raises(lockkit.DeadlockError):
+        lock.acquire(timeout=1)
+    lock.release()
+    assert not lock.locked()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_condition_over_every_lock(name: str) -> None:
+    lock = make(name)
+    cond = threading.Condition(lock)
+    items: list[int] = []
+
+    def consume() -> int:
+        with cond:
+            assert cond.wait_for(lambda: items, timeout=30)
+            assert lock.locked()
+            return items.pop()
+
+    consumers = [Worker(consume) for _ in range(3)]
+    with cond:
+        assert cond.wait(0.01) is False  # times out, and holds the lock again afterwards
+        assert lock.locked()
+        items.extend([1, 2, 3])
+        cond.notify_all()
+    assert sorted(c.join() for c in consumers) == [1, 2, 3]
+    one = Worker(consume)
+    with cond:
+        items.append(4)
+        cond.notify()
+    assert one.join() == 4
+    assert not lock.locked()
+    with pytest.raises(RuntimeError):
+        cond.notify()  # not holding the lock
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_wait_until_queued_sees_a_waiter_that_already_timed_out(name: str) -> None:
+    lock = make(name)
+    holder, release = _hold_in_thread(lock)
+    try:
+        quick = Worker(lambda: lock.acquire(timeout=0.001))
+        assert quick.join() is False  # queued, then gave up before anyone looked
+        wait_queued(lock, 1, timeout=10)  # must not miss it
+    finally:
+        release.set()
+        holder.join()

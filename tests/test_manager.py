@@ -204,3 +204,34 @@ def test_try_acquire_checks_its_timeout(bad: object) -> None:
     with pytest.raises((ValueError, TypeError)):
         manager.try_acquire("k", bad)  # type: ignore[arg-type]
     assert len(manager) == 0
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        [frozenset({1}), frozenset({2}), frozenset({1, 2})],  # subsets: sorted() gives a partial order
+        [1, "a", b"b", 2.5, ("t", 1), None],  # mixed types
+        [float("nan"), 1.0, 0.5],
+    ],
+)
+def test_multi_key_lock_takes_keys_in_one_total_order(keys: list[object]) -> None:
+    manager = lockkit.LockManager("order")
+    orders = set()
+    for rotation in range(len(keys)):
+        given = keys[rotation:] + keys[:rotation]
+        with manager.lock(*given) as handles:  # type: ignore[arg-type]
+            orders.add(tuple(repr(h.key) for h in handles))
+        with manager.lock(*reversed(given)) as handles:  # type: ignore[arg-type]
+            orders.add(tuple(repr(h.key) for h in handles))
+    assert len(orders) == 1
+
+
+def test_keys_that_cannot_be_ordered_are_refused() -> None:
+    class Same:
+        def __repr__(self) -> str:
+            return "same"
+
+    manager = lockkit.LockManager("order")
+    with pytest.raises(TypeError, match="total order"), manager.lock(Same(), Same()):
+        pass
+    assert len(manager) == 0

@@ -151,8 +151,8 @@ def test_wait_until_queued() -> None:
     testing.wait_until_queued(m, 1)
     m.release()
     t.join()
-    with pytest.raises(TimeoutError, match="never had 1 waiters"):
-        testing.wait_until_queued(m, 1, timeout=0.05)
+    with pytest.raises(TimeoutError, match="never had 2 waiters"):  # the count only grows: one queued so far
+        testing.wait_until_queued(m, 2, timeout=0.05)
 
 
 def test_fake_clock_drives_retries_without_waiting(fake_clock: testing.FakeClock) -> None:

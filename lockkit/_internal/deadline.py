@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from threading import TIMEOUT_MAX
 from typing import Protocol
 
 from lockkit.exceptions import LockTimeoutError
@@ -21,6 +22,9 @@ _sleep = time.sleep
 def check_timeout(blocking: bool, timeout: float | None) -> float | None:
     """Normalise ``acquire`` arguments to ``None`` (forever) or seconds >= 0.
 
+    ``-1`` (threading's spelling), infinity and anything at or above
+    :data:`threading.TIMEOUT_MAX` (about 292 years) mean "wait forever".
+
     Raises:
         ValueError: ``blocking=False`` with a timeout, or a negative timeout.
         TypeError: a timeout that is not a number.
@@ -29,7 +33,7 @@ def check_timeout(blocking: bool, timeout: float | None) -> float | None:
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
             raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
-        if timeout == -1:  # threading's spelling of "forever"
+        if timeout == -1 or timeout >= TIMEOUT_MAX:  # threading's "forever", or longer than any wait can be
             timeout = None
         elif timeout < 0 or math.isnan(timeout):
             raise ValueError("timeout must be None or a number of seconds >= 0")

@@ -32,6 +32,9 @@ class LockStatistics:
         waiting: Threads queued right now (not counting holders).
         queue_length: Holders plus waiters right now.
         peak_queue: The most threads ever waiting at once.
+        queued: Acquisitions that joined the wait queue since creation (a
+            monotonic count: it includes waits that later timed out, so tests can
+            synchronise on it without missing a waiter that left quickly).
 
     """
 
@@ -49,6 +52,7 @@ class LockStatistics:
     waiting: int
     queue_length: int
     peak_queue: int
+    queued: int = 0
 
 
 class Counters:
@@ -59,6 +63,7 @@ class Counters:
         "hold_max",
         "hold_total",
         "peak_queue",
+        "queued_total",
         "timeouts",
         "wait_max",
         "wait_total",
@@ -73,6 +78,7 @@ class Counters:
         self.hold_total = 0.0
         self.hold_max = 0.0
         self.peak_queue = 0
+        self.queued_total = 0
         self.warned_deep = False
 
     def queued(self, depth: int, name: str | None = None, *, warn: bool = True) -> int:
@@ -84,6 +90,7 @@ class Counters:
 
         """
         self.contentions += 1
+        self.queued_total += 1
         self.peak_queue = max(self.peak_queue, depth)
         if warn and depth > _log.DEEP_QUEUE and not self.warned_deep:
             self.warned_deep = True
@@ -130,6 +137,7 @@ class Counters:
             waiting=waiting,
             queue_length=queue_length,
             peak_queue=self.peak_queue if peak_queue is None else peak_queue,
+            queued=self.queued_total,
         )
 
     def merged(self, local: LockStatistics, name: str | None, acquisitions: int, *, held: bool) -> LockStatistics:
@@ -149,6 +157,7 @@ class Counters:
             waiting=local.waiting,
             queue_length=local.queue_length,
             peak_queue=max(self.peak_queue, local.peak_queue),
+            queued=self.queued_total + local.queued,
         )
 
     def held_for(self, seconds: float) -> None:

@@ -26,6 +26,16 @@ _process_counters = Counters()
 _process_mu = allocate_lock()
 
 
+class _ModuleState:
+    def _reset_after_fork(self) -> None:
+        global _process_mu
+        _process_mu = allocate_lock()
+
+
+_module_state = _ModuleState()
+_fork.register(_module_state)
+
+
 def lock_key(path: str) -> str:
     """The canonical identity of a lock file: real directory + file name (not followed)."""
     directory, name = os.path.split(os.path.abspath(path))
@@ -35,10 +45,11 @@ def lock_key(path: str) -> str:
 class _FileHold:
     """One thread's hold: the in-process handle, the strategy's ticket, wait accounting."""
 
-    __slots__ = ("handle", "shared", "ticket", "token", "waited")
+    __slots__ = ("handle", "inherited", "shared", "ticket", "token", "waited")
 
     def __init__(self, handle: LockHandle, shared: bool, ticket: object) -> None:
         self.handle = handle
+        self.inherited = False  # taken by the parent before a fork: its kernel part is not ours
         self.shared = shared
         self.ticket = ticket
         self.token: int | None = None
@@ -119,8 +130,13 @@ class FileLock:
         _fork.register(self)
 
     def _reset_after_fork(self) -> None:
-        # A forked child holds none of its parent's locks (and must not release them).
-        self._holds: dict[int, _FileHold] = {}
+        # In a forked child the forking thread keeps its in-process hold, so leaving a
+        # ``with`` block works; the kernel lock or marker stays the parent's, and the
+        # child's release never touches it. Holds of other threads are dropped.
+        mine = getattr(self, "_holds", {}).get(get_ident())
+        if mine is not None:
+            mine.inherited = True
+        self._holds: dict[int, _FileHold] = {} if mine is None else {get_ident(): mine}
         self._mu = allocate_lock()
 
     @property
@@ -162,6 +178,8 @@ class FileLock:
         t = check_timeout(blocking, timeout)
         me = get_ident()
         if me in self._holds:
+            if t == 0:  # a try cannot deadlock: answer like threading.Lock
+                return False
             raise DeadlockError(f"lock file {self._path!r} is not reentrant: this thread already holds it")
         deadline: Deadline | None = None  # made on the first wait: the uncontended path reads no clock
         handle = process_locks._take(self._key, 0.0, self._shared)
@@ -241,7 +259,8 @@ class FileLock:
         if hold is None:
             raise NotOwnerError(f"cannot release lock file {self._path!r}: this thread does not hold it")
         try:
-            self._strategy.release(hold.ticket, hold.shared)
+            if not hold.inherited:
+                self._strategy.release(hold.ticket, hold.shared)
         finally:
             hold.handle.release()
         if hold.waited is not None:
@@ -263,6 +282,17 @@ class FileLock:
     def _timeout_error(self, timeout: float | None) -> LockTimeoutError:
         """The :class:`~lockkit.exceptions.LockTimeoutError` for a timed-out wait, naming the holder."""
         return timeout_error(f"lock file {self._path!r}", timeout, resource=self._path, holder=self._describe_holder())
+
+    # -- threading.Condition support --------------------------------------------------
+
+    def _is_owned(self) -> bool:
+        return get_ident() in self._holds
+
+    def _release_save(self) -> None:
+        self.release()
+
+    def _acquire_restore(self, state: None) -> None:
+        self.acquire()
 
     def _describe_holder(self) -> str | None:
         try:
@@ -294,6 +324,8 @@ class FileLock:
         if hold is None:
             raise NotOwnerError(f"this thread does not hold lock file {self._path!r}")
         if hold.token is None:
+            if hold.inherited:
+                raise NotOwnerError(f"lock file {self._path!r} is held by the parent process, not this forked child")
             # Exclusive: handed out now, under the lock (strictly above every earlier token).
             hold.token = self._strategy.fencing_token(hold.ticket, hold.shared)
         return hold.token

@@ -150,8 +150,16 @@ class LockManager:
         _fork.register(self)
 
     def _reset_after_fork(self) -> None:
+        # In a forked child only the forking thread survives: it keeps its own holds.
         self._mu = allocate_lock()
-        self._entries: dict[Hashable, _Entry] = {}
+        me = get_ident()
+        kept: dict[Hashable, _Entry] = {}
+        for key, entry in getattr(self, "_entries", {}).items():
+            if entry.holds(me):
+                entry.keep_only(me)
+                entry.users = 1
+                kept[key] = entry
+        self._entries = kept
 
     # -- acquire / release ----------------------------------------------------------
 
@@ -209,6 +217,9 @@ class LockManager:
                 if entry is None:
                     entry = self._entries[key] = _Entry()
                 entry.users += 1
+                if timeout == 0 and entry.holds(me):  # a try cannot deadlock: answer like threading.Lock
+                    self._drop_user(key, entry)
+                    return None
                 taken = entry.try_take(me, shared)
                 if taken:
                     self._acquisitions += 1
@@ -455,6 +466,12 @@ class KeyLock:
         self._timeout = check_timeout(True, timeout)
         self._handles: dict[int, LockHandle] = {}
         self._mu = allocate_lock()
+        _fork.register(self)
+
+    def _reset_after_fork(self) -> None:
+        self._mu = allocate_lock()
+        mine = self._handles.get(get_ident())
+        self._handles = {} if mine is None else {get_ident(): mine}
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Acquire the key; ``True`` if now held, ``False`` if the attempt/timeout ran out."""
@@ -490,6 +507,17 @@ class KeyLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+    # -- threading.Condition support --------------------------------------------------
+
+    def _is_owned(self) -> bool:
+        return get_ident() in self._handles
+
+    def _release_save(self) -> None:
+        self.release()
+
+    def _acquire_restore(self, state: None) -> None:
+        self.acquire()
 
     def locked(self) -> bool:
         """Whether the key is held by anyone."""

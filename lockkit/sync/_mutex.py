@@ -65,16 +65,24 @@ class Mutex(WaitQueue):
         self._name = name
         self._timeout = check_timeout(True, timeout)
         self._track_hold_time = track_hold_time
+        self._hold_start = 0.0
         self._reset_after_fork()
         self._acquisitions = 0
         self._stats = Counters()
         _fork.register(self)
 
     def _reset_after_fork(self) -> None:
+        # In a forked child only the forking thread survives: it keeps its own hold
+        # (as CPython's locks do); holds and waits of other threads are dropped.
+        mine = getattr(self, "_writer", None) == get_ident()
         WaitQueue.__init__(self)
         self._gate = allocate_lock()  # held <=> the mutex is held (or being handed over)
         self._mu = allocate_lock()  # guards the queue and slow-path counters
-        self._hold_start = 0.0
+        if mine:
+            self._gate.acquire()
+            self._writer = get_ident()
+        else:
+            self._hold_start = 0.0
 
     @property
     def name(self) -> str | None:
@@ -114,6 +122,8 @@ class Mutex(WaitQueue):
         try:
             with self._mu:
                 if self._writer == me:
+                    if timeout == 0:  # a try cannot deadlock: answer like threading.Lock
+                        return False
                     raise DeadlockError(f"{self._label()} is not reentrant: this thread already holds it")
                 waiter = self.enqueue(me, False)
                 self.grant_waiting()  # at the head of an idle queue: granted at once
@@ -199,6 +209,17 @@ class Mutex(WaitQueue):
         self._hold_start = 0.0
         with self._mu:
             self._stats.held_for(held)
+
+    # -- threading.Condition support --------------------------------------------------
+
+    def _is_owned(self) -> bool:
+        return self._writer == get_ident()
+
+    def _release_save(self) -> None:
+        self.release()
+
+    def _acquire_restore(self, state: None) -> None:
+        self.acquire()
 
     def _label(self) -> str:
         return f"mutex {self._name!r}" if self._name else "mutex"

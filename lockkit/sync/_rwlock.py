@@ -81,8 +81,14 @@ class RWLock:
         _fork.register(self)
 
     def _reset_after_fork(self) -> None:
+        # In a forked child only the forking thread survives: it keeps its own hold.
         self._mu = allocate_lock()
-        self._queue = _QUEUES[self._policy]()
+        queue: SXQueue | None = getattr(self, "_queue", None)
+        if queue is None:
+            queue = _QUEUES[self._policy]()
+        else:
+            queue.keep_only(get_ident())
+        self._queue = queue
 
     @property
     def policy(self) -> Policy:
@@ -112,6 +118,8 @@ class RWLock:
         waiter: Waiter | None = None
         try:
             with self._mu:
+                if t == 0 and q.holds(me):  # a try cannot deadlock: answer like threading.Lock
+                    return False
                 if q.try_take(me, shared):
                     self._acquisitions += 1
                     return True
@@ -221,6 +229,17 @@ class RWLock:
         self.release()
 
     # -- introspection ----------------------------------------------------------------
+
+    # -- threading.Condition support (over the exclusive mode) ------------------------
+
+    def _is_owned(self) -> bool:
+        return self._queue._writer == get_ident()
+
+    def _release_save(self) -> None:
+        self.release()
+
+    def _acquire_restore(self, state: None) -> None:
+        self.acquire()
 
     def _holders(self) -> tuple[int | None, int]:
         return self._queue._writer, len(self._queue._readers)

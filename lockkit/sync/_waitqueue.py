@@ -205,6 +205,17 @@ class SXQueue(WaitQueue):
         self._writer = ident
         return True
 
+    def holds(self, ident: int) -> bool:
+        """Whether ``ident`` holds the lock in either mode."""
+        return self._writer == ident or ident in self._readers
+
+    def keep_only(self, ident: int) -> None:
+        """Forget every hold but ``ident``'s and every waiter (in a forked child)."""
+        self._waiters = ()
+        if self._writer != ident:
+            self._writer = None
+        self._readers = {ident} if ident in self._readers else ()
+
     def _add_reader(self, ident: int) -> None:
         if self._readers:
             self._readers.add(ident)
