@@ -34,8 +34,15 @@ class LockkitError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Subclasses take the message positionally and everything else as keyword
-        # arguments with defaults, so rebuilding from args and restoring __dict__ works.
-        return (self.__class__, self.args, self.__dict__)
+        # arguments with defaults, so rebuilding from args and restoring the state works.
+        state = dict(self.__dict__)
+        if isinstance(self, OSError) and self.errno is not None:
+            state["errno"] = self.errno
+        return (self.__class__, self.args, state)
+
+    def __setstate__(self, state: dict[str, Any] | None) -> None:
+        for key, value in (state or {}).items():
+            setattr(self, key, value)
 
 
 class LockTimeoutError(LockkitError, TimeoutError):
@@ -113,15 +120,17 @@ class CircuitOpenError(LockkitError):
 
 
 class LockFileError(LockkitError, OSError):
-    """A lock file cannot be used: missing directory, permissions, a symbolic link, ...
+    """A lock file cannot be used: missing directory, permissions, a symbolic link, a full disk, ...
 
     Attributes:
         path: The lock file's path.
+        errno: The operating system's error number, when an OS call failed.
     """
 
-    def __init__(self, message: str, *, path: str | None = None) -> None:
+    def __init__(self, message: str, *, path: str | None = None, errno: int | None = None) -> None:
         super().__init__(message)
         self.path = path
+        self.errno = errno
 
 
 class LockLostError(LockkitError):

@@ -91,3 +91,52 @@ def race_to_break(lock_path: str, go: Any, done: Any, results: Any) -> None:
     done.wait(30)
     if got:
         lock.release()
+
+
+def evicting_increments(directory: str, files: int, threads: int, cycles: int, errors: Any) -> None:
+    """Threads incrementing counters over more lock files than the descriptor cache keeps.
+
+    The caller lowers the cache size, so every acquisition of a new file evicts others
+    while threads are between taking their path state and locking it.
+    """
+    import random
+
+    def work(seed: int) -> None:
+        rnd = random.Random(seed)
+        locks = [lockkit.FileLock(os.path.join(directory, f"{i}.lock")) for i in range(files)]
+        try:
+            for _ in range(cycles):
+                i = rnd.randrange(files)
+                with locks[i]:
+                    counter = os.path.join(directory, f"{i}.count")
+                    try:
+                        with open(counter) as f:
+                            value = int(f.read() or 0)
+                    except FileNotFoundError:
+                        value = 0
+                    with open(counter, "w") as f:
+                        f.write(str(value + 1))
+        except BaseException as exc:
+            errors.put(f"{type(exc).__name__}: {exc}")
+
+    pool = [threading.Thread(target=work, args=(os.getpid() * 100 + n,)) for n in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+
+
+def acquire_with_tiny_file_limit(lock_path: str, strategy: str, result: Any, go_on: Any) -> None:
+    """Try to take the lock while files may not grow past 10 bytes (a real write failure)."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (10, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    lock = lockkit.FileLock(lock_path, strategy=strategy)  # type: ignore[arg-type]
+    try:
+        got = lock.acquire(timeout=5)
+        result.put(f"acquired={got}")
+    except OSError as exc:
+        result.put(f"{type(exc).__name__}:{exc.errno}")
+    go_on.wait(30)  # stay alive while the parent checks that nothing is left held

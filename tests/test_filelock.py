@@ -305,3 +305,36 @@ def test_locked_is_true_while_another_process_holds_it(tmp_path: Path, strategy:
         child.join(10)
     if strategy == "kernel":  # the kernel frees a killed holder's lock at once (a dead marker stays until broken)
         assert not lockkit.FileLock(path).locked()
+
+
+@pytest.mark.timeout(300)
+def test_descriptor_eviction_never_breaks_exclusion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lockkit.files import _kernel
+
+    monkeypatch.setattr(_kernel, "MAX_IDLE_DESCRIPTORS", 2)  # evict on almost every acquisition
+    procs, threads, cycles, files = 3, 4, 400, 12
+    errors = ctx.Queue()
+    run_procs(proc_helpers.evicting_increments, [(str(tmp_path), files, threads, cycles, errors) for _ in range(procs)])
+    seen = []
+    while not errors.empty():
+        seen.append(errors.get())
+    assert seen == []  # no ValueError/OSError from a descriptor closed under a holder
+    total = sum(int((tmp_path / f"{i}.count").read_text()) for i in range(files) if (tmp_path / f"{i}.count").exists())
+    assert total == procs * threads * cycles  # no lost update: exclusion held
+
+
+@pytest.mark.parametrize("strategy", ["kernel", "marker"])
+def test_a_failed_holder_record_write_leaves_nothing_held(tmp_path: Path, strategy: str) -> None:
+    path = str(tmp_path / "full.lock")
+    result, go_on = ctx.Queue(), ctx.Event()
+    child = ctx.Process(target=proc_helpers.acquire_with_tiny_file_limit, args=(path, strategy, result, go_on))
+    child.start()
+    try:
+        outcome = result.get(timeout=30)
+        assert outcome.startswith("LockFileError:"), outcome  # the documented error, with its errno
+        lock = lockkit.FileLock(path, strategy=strategy)  # type: ignore[arg-type]
+        assert lock.acquire(timeout=0)  # the failing process holds nothing, though it is still alive
+        lock.release()
+    finally:
+        go_on.set()
+        child.join(30)

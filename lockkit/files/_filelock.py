@@ -121,7 +121,7 @@ class FileLock:
         self._poll = (float(poll_initial), float(poll_max))
         self._strategy: LockStrategy
         if strategy == "kernel":
-            self._strategy = KernelStrategy(self._path, self._key, process_locks.is_locked, self._backoff)
+            self._strategy = KernelStrategy(self._path, self._key, self._backoff)
         else:
             self._strategy = MarkerStrategy(self._path, self._key, float(stale_after), self._backoff)
         self._stats = Counters()

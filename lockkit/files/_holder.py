@@ -212,7 +212,7 @@ def lock_file_error(path: str, exc: OSError) -> LockFileError:
         why = "it is a directory"
     else:
         why = exc.strerror or str(exc)
-    return LockFileError(f"cannot use lock file {path!r}: {why}", path=path)
+    return LockFileError(f"cannot use lock file {path!r}: {why}", path=path, errno=exc.errno)
 
 
 def parse_json_line(data: bytes) -> dict[str, Any] | None:

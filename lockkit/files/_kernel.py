@@ -9,6 +9,7 @@ written through the held descriptor. Descriptors are ``O_CLOEXEC`` and are close
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -36,12 +37,18 @@ MAX_IDLE_DESCRIPTORS = 128
 
 
 class PathState:
-    """This process's view of one lock file: its descriptor and shared-hold count."""
+    """This process's view of one lock file: its descriptor, shared-hold and pin counts.
 
-    __slots__ = ("dev", "fd", "gate", "ino", "path", "shared")
+    ``pins`` counts the threads using the descriptor right now (taking, holding or
+    releasing the lock); it changes only under ``_states_mu``, and a pinned state is
+    never evicted, so no thread's descriptor is closed under it.
+    """
+
+    __slots__ = ("dev", "fd", "gate", "ino", "path", "pins", "shared")
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.pins = 0
         self.fd = -1
         self.dev = 0
         self.ino = 0
@@ -73,11 +80,12 @@ _states: OrderedDict[str, PathState] = OrderedDict()
 _states_mu = threading.Lock()
 
 
-def state_for(key: str, path: str, busy: Callable[[str], bool]) -> PathState:
-    """The process-wide state of ``key`` (LRU-bounded: idle descriptors get closed)."""
-    st = _states.get(key)
-    if st is not None:  # callers hold the in-process lock for key, so it cannot be evicted now
-        return st
+def pin_state(key: str, path: str) -> PathState:
+    """The process-wide state of ``key``, pinned for the caller (undo with :func:`unpin_state`).
+
+    The cache is LRU-bounded: making a new state closes the descriptors of the least
+    recently used states that nobody has pinned.
+    """
     with _states_mu:
         st = _states.get(key)
         if st is None:
@@ -87,10 +95,19 @@ def state_for(key: str, path: str, busy: Callable[[str], bool]) -> PathState:
                     if len(_states) <= MAX_IDLE_DESCRIPTORS:
                         break
                     other = _states[other_key]
-                    if other is not st and not busy(other_key) and other.shared == 0:
+                    if other.pins == 0 and other.shared == 0:
                         other.close()
                         del _states[other_key]
+        else:
+            _states.move_to_end(key)
+        st.pins += 1
         return st
+
+
+def unpin_state(st: PathState) -> None:
+    """Give back a pin taken by :func:`pin_state`."""
+    with _states_mu:
+        st.pins -= 1
 
 
 def _reset_after_fork() -> None:
@@ -174,12 +191,15 @@ def next_token(fd: int) -> int:
     return token
 
 
-def publish_exclusive(fd: int) -> None:
+def publish_exclusive(fd: int, path: str) -> None:
     """Write the holder record after the counter (under the exclusive lock).
 
     The counter itself is bumped only when a token is asked for (:func:`next_token`).
     """
-    os.pwrite(fd, b"%s%.3f}\n" % (record_prefix(), time.time()), HEADER)
+    try:
+        os.pwrite(fd, b"%s%.3f}\n" % (record_prefix(), time.time()), HEADER)
+    except OSError as exc:  # a full disk, a file size limit: the caller drops the lock
+        raise lock_file_error(path, exc) from exc
 
 
 def read_holder(path: str) -> tuple[int, LockInfo | None]:
@@ -245,32 +265,45 @@ class KernelStrategy(LockStrategy):
     under the path's gate.
     """
 
-    __slots__ = ("_busy", "_make_backoff")
+    __slots__ = ("_make_backoff",)
 
     name: StrategyName = "kernel"
 
-    def __init__(self, path: str, key: str, busy: Callable[[str], bool], make_backoff: Callable[[], Backoff]) -> None:
+    def __init__(self, path: str, key: str, make_backoff: Callable[[], Backoff]) -> None:
         super().__init__(path, key)
-        self._busy = busy
         self._make_backoff = make_backoff
 
     def take(self, shared: bool, deadline: Deadline | None) -> PathState | None:
-        st = state_for(self.key, self.path, self._busy)
+        st = pin_state(self.key, self.path)  # unpinned by release(), or below on failure
+        try:
+            if self._take(st, shared, deadline):
+                return st
+        except BaseException:
+            if not shared:  # whatever happened after flock, drop it (nobody else uses this fd now)
+                with contextlib.suppress(OSError, ValueError):
+                    if st.fd >= 0:
+                        fcntl.flock(st.fd, fcntl.LOCK_UN)
+            unpin_state(st)
+            raise
+        unpin_state(st)
+        return None
+
+    def _take(self, st: PathState, shared: bool, deadline: Deadline | None) -> bool:
         if shared:
-            return st if self._take_shared(st, deadline) else None
+            return self._take_shared(st, deadline)
         if deadline is None:  # the hot path: one syscall, no clock
             fd = st.fd if st.fd >= 0 else st.open()
             if not flock_nb(fd, fcntl.LOCK_EX):
-                return None
+                return False
             if st.replaced():
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 st.close()
                 if not kernel_lock(st, False, None, self._make_backoff):
-                    return None
+                    return False
         elif not kernel_lock(st, False, deadline, self._make_backoff):
-            return None
-        publish_exclusive(st.fd)
-        return st
+            return False
+        publish_exclusive(st.fd, st.path)
+        return True
 
     def _take_shared(self, st: PathState, deadline: Deadline | None) -> bool:
         if not st.gate.acquire(timeout=0.0 if deadline is None else deadline.remaining()):
@@ -285,13 +318,16 @@ class KernelStrategy(LockStrategy):
 
     def release(self, ticket: object, shared: bool) -> None:
         assert isinstance(ticket, PathState)
-        if shared:
-            with ticket.gate:
-                ticket.shared -= 1
-                if ticket.shared == 0:
-                    kernel_unlock(ticket)
-        else:
-            kernel_unlock(ticket)
+        try:
+            if shared:
+                with ticket.gate:
+                    ticket.shared -= 1
+                    if ticket.shared == 0:
+                        kernel_unlock(ticket)
+            else:
+                kernel_unlock(ticket)
+        finally:
+            unpin_state(ticket)
 
     def fencing_token(self, ticket: object, shared: bool) -> int:
         assert isinstance(ticket, PathState)

@@ -162,7 +162,13 @@ def try_link(path: str, stale_after: float) -> MarkerHold | None:
     tmp = f"{path}.{secrets.token_hex(8)}.tmp"
     fd = open_lock_file(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        os.write(fd, b"%s%.3f}\n" % (record_prefix(), time.time()))
+        try:
+            record = memoryview(b"%s%.3f}\n" % (record_prefix(), time.time()))
+            while record:  # a short write (a size limit, a nearly full disk) must not publish half a record
+                record = record[os.write(fd, record) :]
+        except OSError as exc:  # a full disk, a file size limit: nothing was published
+            os.close(fd)
+            raise lock_file_error(path, exc) from exc
         try:
             os.link(tmp, path, follow_symlinks=False)
         except FileExistsError:
