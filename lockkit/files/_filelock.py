@@ -8,6 +8,7 @@ from threading import get_ident
 from types import TracebackType
 
 from lockkit._internal import fork as _fork
+from lockkit._internal import log as _log
 from lockkit._internal.deadline import Deadline, check_timeout, monotonic, timeout_error
 from lockkit._internal.paths import check_path
 from lockkit._internal.stats import Counters, LockStatistics
@@ -265,6 +266,23 @@ class FileLock:
             hold.handle.release()
         if hold.waited is not None:
             self._account(hold.waited, granted=True)
+
+    def __del__(self) -> None:
+        # A FileLock dropped while held would keep its lock for the life of the
+        # process: give it back, and say so (it is a bug in the caller).
+        holds = getattr(self, "_holds", None)
+        if not holds:
+            return
+        for hold in list(holds.values()):
+            try:
+                if not hold.inherited:
+                    self._strategy.release(hold.ticket, hold.shared)
+            except Exception:
+                pass
+            finally:
+                hold.handle._release_for_owner()
+        holds.clear()
+        _log.warning("lockkit.lock_collected_while_held", lock=self._path)
 
     def __enter__(self) -> FileLock:
         if not self.acquire(True, self._timeout):

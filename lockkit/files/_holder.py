@@ -31,6 +31,8 @@ class LockInfo:
         fencing_token: The token of the latest exclusive acquisition (0 if none).
         start_token: Identity of the holding process (boot id and start time) that
             tells a reused PID apart.
+        recorded: ``False`` when the kernel names a holder that left no lockkit
+            holder record (flock(1) or another program): only its pid is known.
     """
 
     pid: int | None
@@ -40,6 +42,7 @@ class LockInfo:
     shared: bool
     fencing_token: int
     start_token: str | None = None
+    recorded: bool = True
 
     @property
     def held_for(self) -> float | None:
@@ -52,6 +55,8 @@ class LockInfo:
             return "shared holders"
         held = self.held_for
         text = f"pid {self.pid} on {self.hostname}"
+        if not self.recorded:
+            return text + " (not a lockkit holder: it wrote no holder record)"
         if self.thread:
             text += f" (thread {self.thread!r})"
         if held is not None:
@@ -140,33 +145,44 @@ def dead_reason(info: LockInfo) -> str | None:
     return None
 
 
-_prefixes: dict[int, bytes] = {}
+class _ThreadRecord(threading.local):
+    """The calling thread's cached record prefix (a new thread starts without one)."""
+
+    key: tuple[int, str] | None = None
+    prefix: bytes = b""
+
+
+_record = _ThreadRecord()
+_pid = [os.getpid()]  # this process's pid, kept current by a fork hook (no getpid() per acquisition)
+if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
+    os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 
 
 def record_prefix() -> bytes:
     """The calling thread's holder record up to ``"at":`` (cached per thread and process).
 
-    Callers append the acquisition time and a closing brace and newline.
+    Callers append the acquisition time and a closing brace and newline. The cache is
+    thread-local, so a new thread that reuses a finished thread's ident never inherits
+    its name, and it is rebuilt when the thread is renamed or the process forks.
     """
-    ident = threading.get_ident()
-    cached = _prefixes.get(ident)
-    if cached is None:
-        record = {
-            "pid": os.getpid(),
-            "host": hostname(),
-            "start": start_token(),
-            "thread": threading.current_thread().name,
-        }
+    thread = threading.current_thread()
+    key = (_pid[0], thread.name)
+    if _record.key != key:
+        record = {"pid": key[0], "host": hostname(), "start": start_token(), "thread": thread.name}
         body = json.dumps(record, separators=(",", ":")).encode()
-        cached = _prefixes[ident] = body[:-1] + b',"shared":false,"at":'
-        if len(_prefixes) > 4096:  # threads come and go: forget the oldest
-            _prefixes.pop(next(iter(_prefixes)))
-    return cached
+        _record.prefix = body[:-1] + b',"shared":false,"at":'
+        _record.key = key
+    return _record.prefix
 
 
-if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
-    # A forked child has another pid: its records are rebuilt (no getpid() per acquisition).
-    os.register_at_fork(after_in_child=_prefixes.clear)
+def next_fence(stored: int) -> int:
+    """The fencing token after ``stored``: strictly greater, and at least the clock in µs.
+
+    Seeding from the clock keeps tokens increasing when the counter is lost (its file
+    deleted and recreated): a new counter starts above every token handed out before,
+    unless the clock stepped back further than the time since.
+    """
+    return max(stored + 1, time.time_ns() // 1000)
 
 
 def record_info(record: dict[str, Any]) -> LockInfo:

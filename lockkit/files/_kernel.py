@@ -21,7 +21,9 @@ from lockkit._internal import fork as _fork
 from lockkit._internal.deadline import Deadline
 from lockkit.files._holder import (
     LockInfo,
+    hostname,
     lock_file_error,
+    next_fence,
     open_lock_file,
     parse_json_line,
     record_info,
@@ -186,7 +188,7 @@ def read_token(fd: int) -> int:
 
 def next_token(fd: int) -> int:
     """Hand out the next fencing token (call under the exclusive lock)."""
-    token = read_token(fd) + 1
+    token = next_fence(read_token(fd))
     os.pwrite(fd, b"%020d\n" % token, 0)
     return token
 
@@ -218,20 +220,25 @@ def read_holder(path: str) -> tuple[int, LockInfo | None]:
 
 
 def kernel_mode(path: str) -> str | None:
-    """``"exclusive"``, ``"shared"`` or ``None``: how the file is flocked right now.
+    """``"exclusive"``, ``"shared"`` or ``None``: how the file is flocked right now."""
+    return kernel_state(path)[0]
+
+
+def kernel_state(path: str) -> tuple[str | None, int | None]:
+    """How the file is flocked right now, and the pid the kernel names for an exclusive hold.
 
     Reads ``/proc/locks`` (Linux), which does not disturb the lock; elsewhere probes
-    with a non-blocking shared lock on a fresh descriptor.
+    with a non-blocking shared lock on a fresh descriptor (and knows no pid).
     """
     try:
         st = os.stat(path, follow_symlinks=False)
     except FileNotFoundError:
-        return None
+        return None, None
     try:
         with open("/proc/locks", encoding="ascii", errors="replace") as f:
             lines = f.read().splitlines()
     except OSError:
-        return _probe_mode(path)
+        return _probe_mode(path), None
     ident = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
     mode = None
     for line in lines:
@@ -239,9 +246,9 @@ def kernel_mode(path: str) -> str | None:
         if len(parts) < 6 or parts[1] == "->" or parts[1] != "FLOCK" or parts[5] != ident:
             continue
         if parts[3] == "WRITE":
-            return "exclusive"
+            return "exclusive", int(parts[4]) if parts[4].isdigit() else None
         mode = "shared"
-    return mode
+    return mode, None
 
 
 def _probe_mode(path: str) -> str | None:  # pragma: no cover - non-Linux fallback
@@ -335,10 +342,14 @@ class KernelStrategy(LockStrategy):
         return read_token(fd) if shared else next_token(fd)
 
     def holder(self) -> LockInfo | None:
-        mode = kernel_mode(self.path)
+        mode, pid = kernel_state(self.path)
         if mode is None:
             return None
         token, info = read_holder(self.path)
-        if mode == "shared" or info is None:
+        if mode == "shared" or (info is None and pid is None):
             return LockInfo(None, None, None, None, mode == "shared", token)
+        if pid is not None and (info is None or info.pid != pid or info.hostname != hostname()):
+            # The kernel names another process than the last record: a program that
+            # writes no record (flock(1), another library) holds the file.
+            return LockInfo(pid, hostname(), None, None, False, token, recorded=False)
         return info

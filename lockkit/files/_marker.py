@@ -26,6 +26,7 @@ from lockkit.files._holder import (
     LockInfo,
     dead_reason,
     lock_file_error,
+    next_fence,
     open_lock_file,
     parse_json_line,
     record_info,
@@ -140,7 +141,7 @@ def fence_bump(path: str) -> int:
     fd = open_lock_file(path + ".fence", os.O_RDWR | os.O_CREAT)
     try:
         head = os.pread(fd, 20, 0)
-        token = (int(head) if head.isdigit() else 0) + 1
+        token = next_fence(int(head) if head.isdigit() else 0)
         os.pwrite(fd, b"%020d" % token, 0)
         return token
     finally:
