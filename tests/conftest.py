@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from lockkit.testing import wait_until_queued as wait_queued
+from lockkit.testing import wait_until_queued as wait_queued  # noqa: F401 - re-exported for the tests
 
 
 class Worker:

@@ -20,7 +20,7 @@ import lockkit.exceptions
 import lockkit.resilience
 
 redis = pytest.importorskip("redis")
-from lockkit.redis import RedisLock, RedisLockManager
+from lockkit.redis import RedisLock, RedisLockManager  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 ctx = multiprocessing.get_context("fork")
