@@ -140,3 +140,18 @@ def acquire_with_tiny_file_limit(lock_path: str, strategy: str, result: Any, go_
     except OSError as exc:
         result.put(f"{type(exc).__name__}:{exc.errno}")
     go_on.wait(30)  # stay alive while the parent checks that nothing is left held
+
+
+def hold_marker_then_end_main_thread(lock_path: str, ready: Any, release: Any) -> None:
+    """Hold a marker lock from a worker thread while the main thread exits (a zombie leader)."""
+    import ctypes
+
+    def worker() -> None:
+        lock = lockkit.FileLock(lock_path, strategy="marker")
+        with lock:
+            ready.set()
+            release.wait(60)
+
+    threading.Thread(target=worker).start()
+    ready.wait(30)
+    ctypes.CDLL(None).pthread_exit(None)  # ctypes drops the GIL first: the worker thread goes on

@@ -412,3 +412,40 @@ def test_a_filelock_collected_while_held_releases_its_lock(tmp_path: Path) -> No
     assert subprocess.run(["flock", "-n", path, "true"], check=False).returncode == 0  # free for other processes
     assert lockkit.FileLock(path).acquire(timeout=0)  # and for this one
     assert any(e["event"] == "lockkit.lock_collected_while_held" and e["lock"] == path for e in logs)
+
+
+def test_a_marker_holder_whose_main_thread_exited_is_alive(tmp_path: Path) -> None:
+    path = str(tmp_path / "zombie-leader.lock")
+    ready, release = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=proc_helpers.hold_marker_then_end_main_thread, args=(path, ready, release))
+    child.start()
+    try:
+        assert ready.wait(30)
+        for _ in range(200):  # wait for the leader to become a zombie (observed, not timed)
+            with open(f"/proc/{child.pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            time.sleep(0.01)
+        lock = lockkit.FileLock(path, strategy="marker")
+        assert lock.acquire(timeout=0) is False  # its worker thread still holds the lock
+    finally:
+        # Without its main thread the process cannot run Python's exit (its daemon
+        # heartbeat thread would keep it alive): end it.
+        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        child.join(30)
+
+
+def test_a_clock_step_never_makes_a_live_local_marker_holder_stale(tmp_path: Path) -> None:
+    path = str(tmp_path / "stepped.lock")
+    ready = ctx.Event()
+    child = ctx.Process(target=proc_helpers.hold_forever, args=(path, "marker", ready, 60.0))
+    child.start()
+    try:
+        assert ready.wait(30)
+        hour_ago = time.time() - 3600  # as if the wall clock jumped an hour forward
+        os.utime(path, (hour_ago, hour_ago))
+        lock = lockkit.FileLock(path, strategy="marker", stale_after=60)
+        assert lock.acquire(timeout=0) is False  # pid and start time match a live process: never stale
+    finally:
+        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        child.join(10)

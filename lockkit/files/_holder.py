@@ -117,12 +117,32 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # a zombie answers kill(0) but has finished: it holds nothing
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            data = f.read()
-        return data[data.rfind(")") + 2 : data.rfind(")") + 3] != "Z"
-    except OSError:
+    # A zombie answers kill(0) but has finished: it holds nothing. A zombie *leader*
+    # whose other threads still run is alive, though: judge the whole thread group.
+    if _task_state(f"/proc/{pid}/stat") != "Z":
         return True
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    return any(_task_state(f"/proc/{pid}/task/{tid}/stat") not in ("Z", "X", None) for tid in tasks)
+
+
+def _task_state(stat_path: str) -> str | None:
+    """The state letter of ``/proc/.../stat`` (``None`` if it cannot be read)."""
+    try:
+        with open(stat_path, encoding="ascii", errors="replace") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rfind(")") + 2 : data.rfind(")") + 3] or None
+
+
+def alive_here(info: LockInfo) -> bool:
+    """Whether the holder is provably alive: this host, its pid alive, and the same process (start token)."""
+    if info.pid is None or info.hostname != hostname() or not info.start_token:
+        return False
+    return pid_alive(info.pid) and start_token(info.pid) == info.start_token
 
 
 def dead_reason(info: LockInfo) -> str | None:

@@ -24,6 +24,7 @@ from lockkit._internal import log as _log
 from lockkit._internal.deadline import Deadline
 from lockkit.files._holder import (
     LockInfo,
+    alive_here,
     dead_reason,
     lock_file_error,
     next_fence,
@@ -56,11 +57,18 @@ def read_marker(path: str) -> tuple[os.stat_result, LockInfo | None] | None:
 
 
 def stale_reason(st: os.stat_result, info: LockInfo | None, stale_after: float) -> str | None:
-    """Why this marker is stale, or ``None`` while its holder may be alive."""
+    """Why this marker is stale, or ``None`` while its holder may be alive.
+
+    A holder on this host whose pid and start time match a live process is never
+    stale, whatever its heartbeat says (a wall-clock step forward must not break it);
+    the heartbeat age judges only holders that cannot be checked directly.
+    """
     if info is not None:
         dead = dead_reason(info)
         if dead is not None:
             return dead
+        if alive_here(info):
+            return None
     age = time.time() - st.st_mtime
     if age > stale_after:
         return f"no heartbeat for {age:.1f} s (stale after {stale_after:g} s)"
