@@ -171,9 +171,19 @@ class RedisLockStatistics:
 
 
 class _Lease:
-    __slots__ = ("deadline", "fencing_token", "lost", "token")
+    """One thread's hold in Redis: its token, local lease deadline and fencing token.
+
+    ``released`` is set before the release script runs, so a renewal racing the
+    release never reports the clean release as a loss; ``inherited`` marks a hold a
+    forked child inherited from its parent (the child never touches it in Redis).
+    """
+
+    __slots__ = ("deadline", "fencing_token", "ident", "inherited", "lost", "released", "token")
 
     def __init__(self, token: str, deadline: float, fencing_token: int) -> None:
+        self.ident = get_ident()
+        self.released = False
+        self.inherited = False
         self.token = token
         self.deadline = deadline
         self.fencing_token = fencing_token
@@ -220,6 +230,34 @@ class _Renewer:
             self._wake.wait(soonest)
 
 
+class _HeldNames:
+    """Which threads of this process hold which Redis lock names, through any RedisLock object.
+
+    Two RedisLock objects (or two ``RedisLockManager.lock`` calls) for one name on one
+    thread would otherwise wait on each other until the timeout: re-entry is refused at once.
+    """
+
+    def __init__(self) -> None:
+        self._reset_after_fork()
+
+    def _reset_after_fork(self) -> None:
+        self._mu = threading.Lock()
+        self._held: set[tuple[str, int]] = set()
+
+    def claim(self, key: str, ident: int) -> bool:
+        with self._mu:
+            if (key, ident) in self._held:
+                return False
+            self._held.add((key, ident))
+            return True
+
+    def drop(self, key: str, ident: int) -> None:
+        with self._mu:
+            self._held.discard((key, ident))
+
+
+_held_names = _HeldNames()
+_fork.register(_held_names)
 _renewer = _Renewer()
 _infos: dict[int, str] = {}
 os.register_at_fork(after_in_child=_infos.clear)  # a forked child rebuilds them with its own pid
@@ -297,6 +335,8 @@ class RedisLock:
         base = f"{prefix}{name}"
         self._keys = {k: f"{base}:{k}" for k in ("holder", "readers", "fence", "queue", "qexp", "seq")}
         self._wake_prefix = f"{base}:wake:"
+        server = client.connection_pool.connection_kwargs
+        self._held_key = f"{server.get('host')}:{server.get('port')}:{server.get('path')}:{server.get('db')}:{base}"
         self._acquire_script = client.register_script(_ACQUIRE)
         self._release_script = client.register_script(_RELEASE)
         self._renew_script = client.register_script(_RENEW)
@@ -309,6 +349,19 @@ class RedisLock:
         self._renewals = 0
         self._losses = 0
         self.lost = False
+        _fork.register(self)
+
+    def _reset_after_fork(self) -> None:
+        # A forked child never touches its parent's holds in Redis: the forking thread
+        # keeps its hold locally (leaving a ``with`` block works) but releasing it only
+        # forgets it; other threads' holds are dropped. The renewer is reset as well.
+        me = get_ident()
+        self._mu = threading.Lock()
+        mine = self._holds.get(me)
+        if mine is not None:
+            mine.inherited = True
+        self._holds = {} if mine is None else {me: mine}
+        self._tickets = {k: v for k, v in self._tickets.items() if k == me}
 
     # -- acquire ------------------------------------------------------------------------
 
@@ -361,20 +414,28 @@ class RedisLock:
         """
         t = check_timeout(blocking, timeout)
         me = get_ident()
-        if me in self._holds:
+        if not _held_names.claim(self._held_key, me):  # this thread holds the name already
+            if t == 0:  # a try cannot deadlock: answer like threading.Lock
+                return False
             raise DeadlockError(f"redis lock {self.name!r} is not reentrant: this thread already holds it")
-        deadline = Deadline(t)
-        if not self._local.acquire(timeout=t, shared=self._shared):
-            with self._mu:
-                self._stats.contentions += 1
-            return False
         try:
-            hold = self._acquire_remote(deadline, t != 0)
+            deadline = Deadline(t)
+            if not self._local.acquire(timeout=t, shared=self._shared):
+                with self._mu:
+                    self._stats.contentions += 1
+                _held_names.drop(self._held_key, me)
+                return False
+            try:
+                hold = self._acquire_remote(deadline, t != 0)
+            except BaseException:
+                self._local.release()
+                raise
         except BaseException:
-            self._local.release()
+            _held_names.drop(self._held_key, me)
             raise
         if hold is None:
             self._local.release()
+            _held_names.drop(self._held_key, me)
             return False
         self._holds[me] = hold
         if self._auto_renew:
@@ -444,7 +505,11 @@ class RedisLock:
         if hold is None:
             raise NotOwnerError(f"cannot release redis lock {self.name!r}: this thread does not hold it")
         _renewer.remove(self, me)
+        hold.released = True
+        _held_names.drop(self._held_key, me)
         try:
+            if hold.inherited:  # the parent's hold, seen from a forked child: never touched in Redis
+                return
             if hold.lost:
                 raise LockLostError(
                     f"redis lock {self.name!r} was lost before release (lease expired or server lost it)"
@@ -462,7 +527,7 @@ class RedisLock:
             self._local.release()
 
     def _renew(self, hold: _Lease, ident: int) -> None:
-        if hold.lost:
+        if hold.lost or hold.released:
             return
         started = monotonic()
         if started >= hold.deadline:  # never trusted past the local deadline
@@ -486,10 +551,11 @@ class RedisLock:
             self._mark_lost(hold)
 
     def _mark_lost(self, hold: _Lease) -> None:
-        if hold.lost:
+        if hold.lost or hold.released:  # a renewal that raced a clean release: nothing was lost
             return
         hold.lost = True
         self.lost = True
+        _held_names.drop(self._held_key, hold.ident)  # a lost hold no longer blocks this thread
         with self._mu:
             self._losses += 1
         _log.warning("lockkit.lock_lost", lock=self.name)

@@ -71,7 +71,9 @@ def test_shared_mode(client: Any) -> None:
     a, b = RedisLock(client, "rw", shared=True), RedisLock(client, "rw", shared=True)
     writer = RedisLock(client, "rw")
     assert a.acquire(timeout=0) and Worker(lambda: b.acquire(timeout=0) and (b.release() or True)).join()
-    assert writer.acquire(timeout=0.1) is False
+    assert Worker(lambda: writer.acquire(timeout=0.1)).join() is False
+    with pytest.raises(lockkit.DeadlockError):  # the shared holder asking for exclusive: an upgrade
+        writer.acquire(timeout=0.1)
     info = a.holder()
     assert info is not None and info.shared
     a.release()
@@ -85,11 +87,22 @@ def test_release_never_deletes_a_successors_lock(client: Any) -> None:
     assert first.acquire()
     threading.Event().wait(0.5)  # let the lease run out (the scenario is time itself)
     second = RedisLock(client, "succ", lease=10)
-    assert second.acquire(timeout=1)
+    release_second = threading.Event()
+
+    def successor() -> bool:
+        assert second.acquire(timeout=1)
+        release_second.wait(30)
+        second.release()
+        return True
+
+    worker = Worker(successor)
+    while not second.locked():  # sync on the lock's own state: the successor holds it
+        threading.Event().wait(0.01)
     with pytest.raises(lockkit.exceptions.LockLostError):
         first.release()
     assert second.locked() and second.holder() is not None  # untouched by the stale release
-    second.release()
+    release_second.set()
+    assert worker.join()
 
 
 def test_bad_input(client: Any) -> None:
@@ -348,3 +361,44 @@ def test_crashed_waiter_ticket_expires(client: Any) -> None:
     successor = RedisLock(client, "tickets")
     assert successor.acquire(timeout=2)  # not blocked by the dead ticket
     successor.release()
+
+
+def test_a_forked_child_never_touches_its_parents_redis_hold(client: Any) -> None:
+    lock = RedisLock(client, "forked", lease=30)
+    assert lock.acquire()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            lock.release()  # leaving the hold in the child: never deletes the parent's lock in Redis
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert client.exists("lockkit:forked:holder")  # still held in Redis
+    lock.assert_held()
+    lock.release()  # no LockLostError: the parent's hold was intact
+    assert not lock.locked()
+
+
+def test_a_renewal_racing_a_release_never_reports_a_loss(client: Any) -> None:
+    lost: list[Any] = []
+    lock = RedisLock(client, "renew-race", lease=30, on_lost=lost.append)
+    assert lock.acquire()
+    me = threading.get_ident()
+    old = lock._holds[me]
+    lock.release()
+    assert lock.acquire()  # a new hold with a new token
+    lock._renew(old, me)  # the renewer thread acting on a snapshot taken before the release
+    assert lost == [] and not lock.lost
+    lock.release()
+
+
+def test_nested_manager_lock_on_one_thread_is_a_deadlock_error(client: Any) -> None:
+    manager = RedisLockManager(client, lease=5)
+    with manager.lock("k", timeout=30):
+        with pytest.raises(lockkit.DeadlockError), manager.lock("k", timeout=30):
+            pass
+        other = manager.get("k")
+        assert other.acquire(timeout=0) is False  # a try answers False, like threading.Lock
