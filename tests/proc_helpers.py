@@ -155,3 +155,10 @@ def hold_marker_then_end_main_thread(lock_path: str, ready: Any, release: Any) -
     threading.Thread(target=worker).start()
     ready.wait(30)
     ctypes.CDLL(None).pthread_exit(None)  # ctypes drops the GIL first: the worker thread goes on
+
+
+def acquire_exclusive_and_report(lock_path: str, got: Any) -> None:
+    """Wait (blocking) for the exclusive lock, report it, release."""
+    lock = lockkit.FileLock(lock_path)
+    with lock:
+        got.set()

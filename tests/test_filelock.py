@@ -449,3 +449,36 @@ def test_a_clock_step_never_makes_a_live_local_marker_holder_stale(tmp_path: Pat
     finally:
         os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
         child.join(10)
+
+
+def _blocked_in_kernel(pid: int) -> bool:
+    with open("/proc/locks") as f:
+        return any(line.split()[1:2] == ["->"] and line.split()[5] == str(pid) for line in f if len(line.split()) > 5)
+
+
+def test_a_waiting_writer_stops_new_readers_of_other_processes(tmp_path: Path) -> None:
+    path = str(tmp_path / "rw.lock")
+    reader_ready, reader_release = ctx.Event(), ctx.Event()
+    reader = ctx.Process(target=proc_helpers.hold_shared, args=(path, reader_ready, reader_release))
+    reader.start()
+    writer_got = ctx.Event()
+    writer = None
+    try:
+        assert reader_ready.wait(30)
+        writer = ctx.Process(target=proc_helpers.acquire_exclusive_and_report, args=(path, writer_got))
+        writer.start()
+        for _ in range(3000):  # until the kernel shows the writer blocked (an observation, not a timing)
+            if _blocked_in_kernel(writer.pid):  # type: ignore[arg-type]
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the writer never blocked")
+        late = lockkit.FileLock(path, shared=True)
+        assert late.acquire(timeout=0) is False  # a new reader may not pass a waiting writer
+        reader_release.set()
+        assert writer_got.wait(30)  # the writer got in: readers did not starve it
+    finally:
+        reader_release.set()
+        reader.join(30)
+        if writer is not None:
+            writer.join(30)

@@ -46,12 +46,13 @@ class PathState:
     never evicted, so no thread's descriptor is closed under it.
     """
 
-    __slots__ = ("dev", "fd", "gate", "ino", "path", "pins", "shared")
+    __slots__ = ("dev", "fd", "gate", "ino", "path", "pins", "shared", "writer_gate")
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.pins = 0
         self.fd = -1
+        self.writer_gate = -1
         self.dev = 0
         self.ino = 0
         self.shared = 0
@@ -64,10 +65,18 @@ class PathState:
             self.fd, self.dev, self.ino = fd, st.st_dev, st.st_ino
         return self.fd
 
+    def open_writer_gate(self) -> int:
+        """The descriptor of ``<lock file>.gate``, which a waiting writer holds exclusively."""
+        if self.writer_gate < 0:
+            self.writer_gate = open_lock_file(self.path + ".gate", os.O_RDWR | os.O_CREAT)
+        return self.writer_gate
+
     def close(self) -> None:
-        if self.fd >= 0:
-            fd, self.fd = self.fd, -1
-            os.close(fd)  # closing never unlocks another descriptor of the same file
+        for name in ("fd", "writer_gate"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                setattr(self, name, -1)
+                os.close(fd)  # closing never unlocks another descriptor of the same file
 
     def replaced(self) -> bool:
         """Whether our file was deleted or replaced (its link count dropped to zero).
@@ -138,14 +147,32 @@ def flock_nb(fd: int, op: int) -> bool:
     return True
 
 
-def kernel_lock(st: PathState, shared: bool, deadline: Deadline | None, make_backoff: Callable[[], Backoff]) -> bool:
-    """Take the kernel lock on ``st``'s descriptor.
+def flock_until(fd: int, op: int, deadline: Deadline | None, make_backoff: Callable[[], Backoff]) -> bool:
+    """``flock(fd, op)`` within ``deadline``: the one kernel wait of lockkit.
 
     ``deadline=None``: one attempt. A deadline without a time: block in the kernel (the
     GIL is released, no polling). A deadline with a time: non-blocking attempts with
-    jittered exponential backoff, never sleeping past it. A lock taken on a file that
-    was deleted or replaced meanwhile guards nothing: it is dropped and taken again on
-    the file now at the path.
+    jittered exponential backoff, never sleeping past it.
+    """
+    if flock_nb(fd, op):
+        return True
+    if deadline is None:
+        return False
+    if deadline.at is None:
+        fcntl.flock(fd, op)
+        return True
+    backoff = make_backoff()
+    while deadline.sleep(backoff):
+        if flock_nb(fd, op):
+            return True
+    return False
+
+
+def kernel_lock(st: PathState, shared: bool, deadline: Deadline | None, make_backoff: Callable[[], Backoff]) -> bool:
+    """Take the kernel lock on ``st``'s descriptor within ``deadline`` (see :func:`flock_until`).
+
+    A lock taken on a file that was deleted or replaced meanwhile guards nothing: it is
+    dropped and taken again on the file now at the path.
 
     Returns:
         ``True`` if taken, ``False`` if the attempt failed or the deadline passed.
@@ -154,18 +181,8 @@ def kernel_lock(st: PathState, shared: bool, deadline: Deadline | None, make_bac
     while True:
         fd = st.open()
         try:
-            if not flock_nb(fd, op):
-                if deadline is None:
-                    return False
-                if deadline.at is None:
-                    fcntl.flock(fd, op)
-                else:
-                    backoff = make_backoff()
-                    while True:
-                        if not deadline.sleep(backoff):
-                            return False
-                        if flock_nb(fd, op):
-                            break
+            if not flock_until(fd, op, deadline, make_backoff):
+                return False
         except OSError as exc:
             raise lock_file_error(st.path, exc) from exc
         if not st.replaced():
@@ -173,6 +190,26 @@ def kernel_lock(st: PathState, shared: bool, deadline: Deadline | None, make_bac
         # Someone deleted or replaced the lock file: our lock guards nothing. Start over.
         fcntl.flock(fd, fcntl.LOCK_UN)
         st.close()
+
+
+def gated(st: PathState, gate_op: int, deadline: Deadline | None, make_backoff: Callable[[], Backoff]) -> bool:
+    """Pass the writer gate (``LOCK_EX`` for a waiting writer, ``LOCK_SH`` for a reader) and
+    take the main lock in the matching mode; the gate is held only for that step.
+
+    A writer that must wait holds the gate while it waits, so readers that arrive after
+    it queue behind it instead of keeping the lock shared forever: writers have
+    priority across processes.
+    """
+    gate = st.open_writer_gate()
+    try:
+        if not flock_until(gate, gate_op, deadline, make_backoff):
+            return False
+    except OSError as exc:
+        raise lock_file_error(st.path + ".gate", exc) from exc
+    try:
+        return kernel_lock(st, gate_op == fcntl.LOCK_SH, deadline, make_backoff)
+    finally:
+        fcntl.flock(gate, fcntl.LOCK_UN)
 
 
 def kernel_unlock(st: PathState) -> None:
@@ -269,7 +306,9 @@ class KernelStrategy(LockStrategy):
     """``flock`` on a sidecar lock file that is never deleted; the kernel frees it on crash.
 
     Shared holds of the threads of one process share one kernel ``LOCK_SH``, counted
-    under the path's gate.
+    under the path's in-process gate. Across processes writers have priority: a writer
+    that has to wait holds ``<lock file>.gate`` exclusively while it waits, and readers
+    pass that gate (shared, for a moment) before taking the lock.
     """
 
     __slots__ = ("_make_backoff",)
@@ -307,7 +346,9 @@ class KernelStrategy(LockStrategy):
                 st.close()
                 if not kernel_lock(st, False, None, self._make_backoff):
                     return False
-        elif not kernel_lock(st, False, deadline, self._make_backoff):
+        elif not kernel_lock(st, False, None, self._make_backoff) and not gated(
+            st, fcntl.LOCK_EX, deadline, self._make_backoff
+        ):
             return False
         publish_exclusive(st.fd, st.path)
         return True
@@ -316,7 +357,7 @@ class KernelStrategy(LockStrategy):
         if not st.gate.acquire(timeout=0.0 if deadline is None else deadline.remaining()):
             return False
         try:
-            if st.shared == 0 and not kernel_lock(st, True, deadline, self._make_backoff):
+            if st.shared == 0 and not gated(st, fcntl.LOCK_SH, deadline, self._make_backoff):
                 return False
             st.shared += 1
             return True
