@@ -193,8 +193,10 @@ def kernel_lock(st: PathState, shared: bool, deadline: Deadline | None, make_bac
 
 
 def gated(st: PathState, gate_op: int, deadline: Deadline | None, make_backoff: Callable[[], Backoff]) -> bool:
-    """Pass the writer gate (``LOCK_EX`` for a waiting writer, ``LOCK_SH`` for a reader) and
-    take the main lock in the matching mode; the gate is held only for that step.
+    """Pass the writer gate, then take the lock in the matching mode.
+
+    ``gate_op`` is ``LOCK_EX`` for a waiting writer and ``LOCK_SH`` for a reader; the
+    gate is held only for this step.
 
     A writer that must wait holds the gate while it waits, so readers that arrive after
     it queue behind it instead of keeping the lock shared forever: writers have
