@@ -394,26 +394,6 @@ def test_holder_is_the_process_the_kernel_names(tmp_path: Path) -> None:
         flock.wait()
 
 
-def test_a_filelock_collected_while_held_releases_its_lock(tmp_path: Path) -> None:
-    import gc
-    import subprocess
-
-    from structlog.testing import capture_logs
-
-    path = str(tmp_path / "forgotten.lock")
-
-    def forget() -> None:
-        lock = lockkit.FileLock(path)
-        assert lock.acquire()
-
-    with capture_logs() as logs:
-        forget()
-        gc.collect()
-    assert subprocess.run(["flock", "-n", path, "true"], check=False).returncode == 0  # free for other processes
-    assert lockkit.FileLock(path).acquire(timeout=0)  # and for this one
-    assert any(e["event"] == "lockkit.lock_collected_while_held" and e["lock"] == path for e in logs)
-
-
 def test_a_marker_holder_whose_main_thread_exited_is_alive(tmp_path: Path) -> None:
     path = str(tmp_path / "zombie-leader.lock")
     ready, release = ctx.Event(), ctx.Event()

@@ -8,7 +8,6 @@ from threading import get_ident
 from types import TracebackType
 
 from lockkit._internal import fork as _fork
-from lockkit._internal import log as _log
 from lockkit._internal.deadline import Deadline, check_timeout, monotonic, timeout_error
 from lockkit._internal.paths import check_path
 from lockkit._internal.stats import Counters, LockStatistics
@@ -18,6 +17,7 @@ from lockkit.files._kernel import KernelStrategy
 from lockkit.files._marker import MarkerStrategy
 from lockkit.files._strategy import LockStrategy, StrategyName
 from lockkit.resilience._backoff import Backoff
+from lockkit.sync._guard import ConditionSupport
 from lockkit.sync._manager import LockHandle, LockManager
 
 #: The in-process layer of every FileLock: FIFO among the threads of this process.
@@ -57,7 +57,7 @@ class _FileHold:
         self.waited: float | None = None  # seconds waited for another process, if any
 
 
-class FileLock:
+class FileLock(ConditionSupport):
     """A lock on a file that excludes other threads *and* other processes.
 
     ``path`` is the lock file itself (a sidecar such as ``data.json.lock``, never the
@@ -267,23 +267,6 @@ class FileLock:
         if hold.waited is not None:
             self._account(hold.waited, granted=True)
 
-    def __del__(self) -> None:
-        # A FileLock dropped while held would keep its lock for the life of the
-        # process: give it back, and say so (it is a bug in the caller).
-        holds = getattr(self, "_holds", None)
-        if not holds:
-            return
-        for hold in list(holds.values()):
-            try:
-                if not hold.inherited:
-                    self._strategy.release(hold.ticket, hold.shared)
-            except Exception:
-                pass
-            finally:
-                hold.handle._release_for_owner()
-        holds.clear()
-        _log.warning("lockkit.lock_collected_while_held", lock=self._path)
-
     def __enter__(self) -> FileLock:
         if not self.acquire(True, self._timeout):
             raise self._timeout_error(self._timeout)
@@ -305,12 +288,6 @@ class FileLock:
 
     def _is_owned(self) -> bool:
         return get_ident() in self._holds
-
-    def _release_save(self) -> None:
-        self.release()
-
-    def _acquire_restore(self, state: None) -> None:
-        self.acquire()
 
     def _describe_holder(self) -> str | None:
         try:

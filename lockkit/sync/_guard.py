@@ -31,3 +31,21 @@ class ModeGuard:
         tb: TracebackType | None,
     ) -> None:
         self._lock.release()
+
+
+class ConditionSupport:
+    """What :class:`threading.Condition` needs from an exclusive lock besides ``_is_owned``."""
+
+    __slots__ = ()
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def release(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _release_save(self) -> None:
+        self.release()
+
+    def _acquire_restore(self, state: None) -> None:
+        self.acquire()

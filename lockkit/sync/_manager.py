@@ -16,8 +16,9 @@ from lockkit._internal import log as _log
 from lockkit._internal.deadline import Deadline, check_timeout, monotonic, timeout_error
 from lockkit._internal.stats import Counters, LockStatistics, thread_name
 from lockkit.exceptions import LockTimeoutError, NotOwnerError
+from lockkit.sync._guard import ConditionSupport
 from lockkit.sync._multi import acquire_all, sorted_keys
-from lockkit.sync._waitqueue import SXQueue, Waiter, abandon, park
+from lockkit.sync._waitqueue import SXQueue, Waiter, abandon, announcer, park
 
 R = TypeVar("R")
 
@@ -86,10 +87,6 @@ class LockHandle:
             raise NotOwnerError("this lock handle was already released")
         if self._ident != get_ident():
             raise NotOwnerError("a lock handle can only be released by the thread that acquired it")
-        self._release_for_owner()
-
-    def _release_for_owner(self) -> None:
-        # The release itself, without the owner check: for a lock collected while held.
         self._released = True
         entry = self._entry
         manager = self._manager
@@ -274,7 +271,12 @@ class LockManager:
                 cancel,
                 lambda: self._describe_entry(entry),
                 self._name,
-                self._announcer(key, shared, deep),
+                announcer(
+                    self._name if self._keystats is None else f"{self._name or 'lockmanager'}:{key!r}",
+                    deep,
+                    key=repr(key),
+                    shared=shared,
+                ),
             )
             waited = monotonic() - waiter.since
             with self._mu:
@@ -297,15 +299,6 @@ class LockManager:
             raise
         _log.slow_wait(self._name, waited, granted)
         return handle
-
-    def _announcer(self, key: Hashable, shared: bool, deep: int) -> Callable[[], None]:
-        def announce() -> None:
-            _log.debug(_log.LOCK_CONTENDED, lock=self._name, key=repr(key), shared=shared)
-            if deep:
-                name = self._name if self._keystats is None else f"{self._name or 'lockmanager'}:{key!r}"
-                _log.warning(_log.QUEUE_DEEP, lock=name, waiting=deep)
-
-        return announce
 
     def _drop_user(self, key: Hashable, entry: _Entry) -> None:
         # Under self._mu.
@@ -452,7 +445,7 @@ class LockManager:
         return f"<lockkit.LockManager name={self._name!r} keys={len(self._entries)}>"
 
 
-class KeyLock:
+class KeyLock(ConditionSupport):
     """One key of a :class:`LockManager` seen as a lock (``acquire``/``release``/``with``).
 
     Fairness, ownership and reentrancy are the manager's: FIFO per key, owned by the
@@ -516,12 +509,6 @@ class KeyLock:
 
     def _is_owned(self) -> bool:
         return get_ident() in self._handles
-
-    def _release_save(self) -> None:
-        self.release()
-
-    def _acquire_restore(self, state: None) -> None:
-        self.acquire()
 
     def locked(self) -> bool:
         """Whether the key is held by anyone."""

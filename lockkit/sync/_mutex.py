@@ -13,13 +13,14 @@ from lockkit._internal import log as _log
 from lockkit._internal.deadline import check_timeout, monotonic, timeout_error
 from lockkit._internal.stats import Counters, LockStatistics, thread_name
 from lockkit.exceptions import DeadlockError, LockTimeoutError, NotOwnerError
-from lockkit.sync._waitqueue import Waiter, WaitQueue, abandon, park
+from lockkit.sync._guard import ConditionSupport
+from lockkit.sync._waitqueue import Waiter, WaitQueue, abandon, announcer, park
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class Mutex(WaitQueue):
+class Mutex(WaitQueue, ConditionSupport):
     """A mutual-exclusion lock that grants waiters strictly in arrival order.
 
     Fairness: strict FIFO. A release hands the lock directly to the oldest waiter, so a
@@ -140,7 +141,13 @@ class Mutex(WaitQueue):
                 depth = len(self._waiters)
                 deep = self._stats.queued(depth, self._name)
             granted = park(
-                waiter, self._mu, timeout, self.cancel, self._describe_holder, self._name, self._announcer(depth, deep)
+                waiter,
+                self._mu,
+                timeout,
+                self.cancel,
+                self._describe_holder,
+                self._name,
+                announcer(self._name, deep, waiting=depth),
             )
             now = monotonic()
             with self._mu:
@@ -155,14 +162,6 @@ class Mutex(WaitQueue):
             raise
         _log.slow_wait(self._name, now - waiter.since, granted)
         return granted
-
-    def _announcer(self, depth: int, deep: int) -> Callable[[], None]:
-        def announce() -> None:
-            _log.debug(_log.LOCK_CONTENDED, lock=self._name, waiting=depth)
-            if deep:
-                _log.warning(_log.QUEUE_DEEP, lock=self._name, waiting=deep)
-
-        return announce
 
     def _revoke(self, waiter: Waiter) -> None:
         # Under self._mu: pass on a grant whose waiter gave up (as release() would).
@@ -214,12 +213,6 @@ class Mutex(WaitQueue):
 
     def _is_owned(self) -> bool:
         return self._writer == get_ident()
-
-    def _release_save(self) -> None:
-        self.release()
-
-    def _acquire_restore(self, state: None) -> None:
-        self.acquire()
 
     def _label(self) -> str:
         return f"mutex {self._name!r}" if self._name else "mutex"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from _thread import allocate_lock
-from collections.abc import Callable
 from threading import get_ident
 from types import TracebackType
 from typing import Literal
@@ -12,13 +11,14 @@ from lockkit._internal import fork as _fork
 from lockkit._internal import log as _log
 from lockkit._internal.deadline import check_timeout, monotonic, timeout_error
 from lockkit._internal.stats import Counters, LockStatistics, thread_name
-from lockkit.sync._guard import ModeGuard
+from lockkit.sync._guard import ConditionSupport, ModeGuard
 from lockkit.sync._waitqueue import (
     ReadPreferringQueue,
     SXQueue,
     Waiter,
     WritePreferringQueue,
     abandon,
+    announcer,
     park,
 )
 
@@ -31,7 +31,7 @@ _QUEUES: dict[str, type[SXQueue]] = {
 }
 
 
-class RWLock:
+class RWLock(ConditionSupport):
     """A shared/exclusive (reader/writer) lock.
 
     Fairness depends on ``policy``; every policy runs on lockkit's own wait queue
@@ -129,7 +129,13 @@ class RWLock:
                 waiter = q.enqueue(me, shared)
                 deep = self._stats.queued(len(q._waiters), self._name)
             granted = park(
-                waiter, self._mu, t, q.cancel, self._describe_holder, self._name, self._announcer(shared, deep)
+                waiter,
+                self._mu,
+                t,
+                q.cancel,
+                self._describe_holder,
+                self._name,
+                announcer(self._name, deep, shared=shared),
             )
             with self._mu:
                 waited = self._stats.waited(monotonic() - waiter.since, granted)
@@ -144,14 +150,6 @@ class RWLock:
             raise
         _log.slow_wait(self._name, waited, granted)
         return granted
-
-    def _announcer(self, shared: bool, deep: int) -> Callable[[], None]:
-        def announce() -> None:
-            _log.debug(_log.LOCK_CONTENDED, lock=self._name, shared=shared)
-            if deep:
-                _log.warning(_log.QUEUE_DEEP, lock=self._name, waiting=deep)
-
-        return announce
 
     def _revoke(self, waiter: Waiter) -> None:
         # Under self._mu: pass on a grant whose waiter gave up.
@@ -234,12 +232,6 @@ class RWLock:
 
     def _is_owned(self) -> bool:
         return self._queue._writer == get_ident()
-
-    def _release_save(self) -> None:
-        self.release()
-
-    def _acquire_restore(self, state: None) -> None:
-        self.acquire()
 
     def _holders(self) -> tuple[int | None, int]:
         return self._queue._writer, len(self._queue._readers)

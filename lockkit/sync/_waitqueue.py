@@ -110,6 +110,17 @@ def park(
         return False
 
 
+def announcer(name: str | None, deep: int, **fields: object) -> Callable[[], None]:
+    """The ``announce`` callback for :func:`park`: the contended event, and the deep-queue warning if due."""
+
+    def announce() -> None:
+        _log.debug(_log.LOCK_CONTENDED, lock=name, **fields)
+        if deep:
+            _log.warning(_log.QUEUE_DEEP, lock=name, waiting=deep)
+
+    return announce
+
+
 def abandon(waiter: Waiter, mutex: Any, cancel: Callable[[Waiter], None], revoke: Callable[[Waiter], None]) -> None:
     """Undo a wait that an exception cut short; safe to call at any point after enqueueing.
 
@@ -304,17 +315,9 @@ class WritePreferringQueue(SXQueue):
         return any(not w.shared for w in self._waiters)
 
     def try_take(self, ident: int, shared: bool) -> bool:
-        if self._writer == ident or ident in self._readers:
-            return super().try_take(ident, shared)  # raises DeadlockError
-        if self._writer is not None or self._writer_waiting():
-            return False
-        if shared:
-            self._add_reader(ident)
-            return True
-        if self._readers:
-            return False
-        self._writer = ident
-        return True
+        if self._writer_waiting() and not self.holds(ident):
+            return False  # nobody passes a queued writer
+        return super().try_take(ident, shared)
 
     def grant_waiting(self) -> None:
         if self._writer is not None or not self._waiters:
