@@ -15,6 +15,7 @@ from typing import Any
 
 import proc_helpers
 import pytest
+from conftest import Worker
 
 import lockkit
 from lockkit.files import _holder
@@ -462,3 +463,26 @@ def test_a_waiting_writer_stops_new_readers_of_other_processes(tmp_path: Path) -
         reader.join(30)
         if writer is not None:
             writer.join(30)
+
+
+def test_a_filelock_collected_while_held_releases_its_lock(tmp_path: Path) -> None:
+    import gc
+    import subprocess
+
+    from structlog.testing import capture_logs
+
+    path = str(tmp_path / "forgotten.lock")
+
+    def forget() -> None:
+        lock = lockkit.FileLock(path)
+        assert lock.acquire()
+
+    with capture_logs() as logs:
+        forget()
+        gc.collect()
+        probe = lockkit.FileLock(path)
+        # Another thread: this one's ident still owns the orphaned hold until the reaper
+        # releases it; the probe is granted then (FIFO hand-off, no sleep).
+        assert Worker(lambda: probe.acquire(timeout=30) and (probe.release() or True)).join(40) is True
+    assert subprocess.run(["flock", "-n", path, "true"], check=False).returncode == 0  # free for other processes
+    assert any(e["event"] == "lockkit.lock_collected_while_held" and e["lock"] == path for e in logs)

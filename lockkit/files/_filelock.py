@@ -15,6 +15,7 @@ from lockkit.exceptions import DeadlockError, LockTimeoutError, NotOwnerError
 from lockkit.files._holder import LockInfo
 from lockkit.files._kernel import KernelStrategy
 from lockkit.files._marker import MarkerStrategy
+from lockkit.files._reaper import reaper
 from lockkit.files._strategy import LockStrategy, StrategyName
 from lockkit.resilience._backoff import Backoff
 from lockkit.sync._guard import ConditionSupport
@@ -35,6 +36,15 @@ class _ModuleState:
 
 _module_state = _ModuleState()
 _fork.register(_module_state)
+
+
+def _release_orphans(strategy: LockStrategy, holds: list[_FileHold]) -> None:
+    for hold in holds:
+        try:
+            if not hold.inherited:
+                strategy.release(hold.ticket, hold.shared)
+        finally:
+            hold.handle._release_for_owner()
 
 
 def lock_key(path: str) -> str:
@@ -129,6 +139,7 @@ class FileLock(ConditionSupport):
         self._acquisitions = 0
         self._reset_after_fork()
         _fork.register(self)
+        reaper.ensure_started()
 
     def _reset_after_fork(self) -> None:
         # In a forked child the forking thread keeps its in-process hold, so leaving a
@@ -266,6 +277,15 @@ class FileLock(ConditionSupport):
             hold.handle.release()
         if hold.waited is not None:
             self._account(hold.waited, granted=True)
+
+    def __del__(self) -> None:
+        # Collected while held: the lock would stay held for the life of the process.
+        # A finalizer must not take locks, so the release goes to the reaper thread.
+        holds = getattr(self, "_holds", None)
+        if holds:
+            strategy, orphans = self._strategy, list(holds.values())
+            holds.clear()
+            reaper.submit(lambda: _release_orphans(strategy, orphans), self._path)
 
     def __enter__(self) -> FileLock:
         if not self.acquire(True, self._timeout):

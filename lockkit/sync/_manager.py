@@ -87,6 +87,10 @@ class LockHandle:
             raise NotOwnerError("this lock handle was already released")
         if self._ident != get_ident():
             raise NotOwnerError("a lock handle can only be released by the thread that acquired it")
+        self._release_for_owner()
+
+    def _release_for_owner(self) -> None:
+        # The release itself, without the owner check (for a lock collected while held).
         self._released = True
         entry = self._entry
         manager = self._manager
