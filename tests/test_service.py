@@ -72,7 +72,14 @@ def test_with_lock_and_shared(tmp_path: Path) -> None:
     svc = lockkit.files.FileLockService()
     assert svc.with_lock(tmp_path / "r.json", lambda: 7) == 7
     a = svc.acquire(tmp_path / "r.json", type="shared")
-    b = Worker(lambda: svc.acquire(tmp_path / "r.json", type="shared", timeout=1).success).join()
+
+    def second_reader() -> bool:
+        result = svc.acquire(tmp_path / "r.json", type="shared", timeout=1)
+        if result.handle is not None:
+            result.handle.release()  # a thread must not end holding a lock
+        return result.success
+
+    b = Worker(second_reader).join()
     assert a and b is True
     a.handle.release()  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="type"):

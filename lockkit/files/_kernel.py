@@ -204,14 +204,17 @@ def gated(st: PathState, gate_op: int, deadline: Deadline | None, make_backoff: 
     """
     gate = st.open_writer_gate()
     try:
-        if not flock_until(gate, gate_op, deadline, make_backoff):
-            return False
-    except OSError as exc:
-        raise lock_file_error(st.path + ".gate", exc) from exc
-    try:
-        return kernel_lock(st, gate_op == fcntl.LOCK_SH, deadline, make_backoff)
+        try:
+            passed = flock_until(gate, gate_op, deadline, make_backoff)
+        except OSError as exc:
+            raise lock_file_error(st.path + ".gate", exc) from exc
+        return passed and kernel_lock(st, gate_op == fcntl.LOCK_SH, deadline, make_backoff)
     finally:
-        fcntl.flock(gate, fcntl.LOCK_UN)
+        # Unconditional, so an interruption right after taking the gate cannot leave it
+        # held; unlocking a gate we did not get is a no-op (this thread is the only user
+        # of the descriptor: the in-process lock serialises callers).
+        with contextlib.suppress(OSError):
+            fcntl.flock(gate, fcntl.LOCK_UN)
 
 
 def kernel_unlock(st: PathState) -> None:

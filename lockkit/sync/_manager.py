@@ -56,7 +56,7 @@ class LockHandle:
     twice, raises :class:`~lockkit.exceptions.NotOwnerError`.
     """
 
-    __slots__ = ("_entry", "_ident", "_key", "_manager", "_released", "shared")
+    __slots__ = ("_entry", "_ident", "_key", "_manager", "_orphan", "_released", "shared")
 
     def __init__(self, manager: LockManager, key: Hashable, entry: _Entry, ident: int, shared: bool) -> None:
         self._manager = manager
@@ -85,12 +85,8 @@ class LockHandle:
         """
         if self._released:
             raise NotOwnerError("this lock handle was already released")
-        if self._ident != get_ident():
+        if self._ident != get_ident() and not getattr(self, "_orphan", False):
             raise NotOwnerError("a lock handle can only be released by the thread that acquired it")
-        self._release_for_owner()
-
-    def _release_for_owner(self) -> None:
-        # The release itself, without the owner check (for a lock collected while held).
         self._released = True
         entry = self._entry
         manager = self._manager
@@ -105,6 +101,12 @@ class LockHandle:
             manager._drop_user(self._key, entry)
 
     __call__ = release
+
+    def _release_for_owner(self) -> None:
+        # Release from another thread on the owner's behalf (a lock collected while
+        # held). The flag is read only when the owner check fails: no cost on the hot path.
+        self._orphan = True
+        self.release()
 
     def __enter__(self) -> LockHandle:
         return self
