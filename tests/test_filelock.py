@@ -486,3 +486,43 @@ def test_a_filelock_collected_while_held_releases_its_lock(tmp_path: Path) -> No
         assert Worker(lambda: probe.acquire(timeout=30) and (probe.release() or True)).join(40) is True
     assert subprocess.run(["flock", "-n", path, "true"], check=False).returncode == 0  # free for other processes
     assert any(e["event"] == "lockkit.lock_collected_while_held" and e["lock"] == path for e in logs)
+
+
+@pytest.mark.timeout(30)
+def test_marker_release_never_removes_the_next_holders_marker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The holder pauses inside release; meanwhile its marker is removed (an operator, a
+    # breaker on another host with a skewed clock) and another process takes the lock.
+    # Whatever release does after the pause, the new holder's marker must survive.
+    import shutil
+
+    from lockkit.files._marker import MarkerStrategy
+    from lockkit.resilience._backoff import Backoff
+
+    path = str(tmp_path / "m.lock")
+    a = lockkit.FileLock(path, strategy="marker")
+    a.acquire()
+    b = MarkerStrategy(path, path, 60.0, Backoff)
+    real_unlink = os.unlink
+    taken: list[object] = []
+
+    def paused_unlink(p: Any, *args: Any, **kwargs: Any) -> None:
+        if not taken and str(p).startswith(path) and ".tmp" not in str(p) and not str(p).endswith(".fence"):
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                real_unlink(path)
+            taken.append(b.take(False, None))
+            assert taken[0] is not None
+        real_unlink(p, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", paused_unlink)
+    try:
+        a.release()
+    except (lockkit.LockError, OSError):
+        pass  # losing the lock may be reported; removing B's marker may not happen
+    monkeypatch.undo()
+    assert taken, "release never removed anything"
+    info = lockkit.FileLock(path, strategy="marker").holder()
+    assert info is not None and info.pid == os.getpid(), "the next holder's marker was removed"
+    b.release(taken[0], False)
+    assert lockkit.FileLock(path, strategy="marker").holder() is None
