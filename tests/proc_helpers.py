@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -162,3 +163,30 @@ def acquire_exclusive_and_report(lock_path: str, got: Any) -> None:
     lock = lockkit.FileLock(lock_path)
     with lock:
         got.set()
+
+
+def write_marker(lock_path: str | os.PathLike[str], record: dict[str, Any], mtime: float | None = None) -> str:
+    """Publish a marker-strategy marker with ``record`` by hand, as a crashed holder leaves it."""
+    directory = os.fspath(lock_path)
+    os.mkdir(directory, 0o700)
+    owner = os.path.join(directory, "owner.0123456789abcdef")
+    with open(owner, "w", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+    if mtime is not None:
+        os.utime(owner, (mtime, mtime))
+    return owner
+
+
+def acknowledged_increments(doc_path: str, cycles: int, out: Any) -> None:
+    """``cycles`` attempts to increment a JsonDocument; reports how many were acknowledged."""
+    from lockkit.exceptions import ConflictError, LockLostError
+
+    doc = lockkit.JsonDocument(doc_path, fsync=False)
+    done = 0
+    for _ in range(cycles):
+        try:
+            doc.modify(lambda v: v + 1)
+        except (LockLostError, ConflictError):
+            continue  # refused, not acknowledged: nothing was written
+        done += 1
+    out.put(done)

@@ -129,3 +129,17 @@ def test_sweep_removes_old_closed_leftovers_only(tmp_path: Path) -> None:
         assert busy.readable()
     assert removed == [str(old)]
     assert young.exists() and held.exists() and keep.exists()
+
+
+def test_sweep_removes_an_unpublished_marker_directory(tmp_path: Path) -> None:
+    past = time.time() - 7200
+    leftover = tmp_path / "data.json.lock.0123456789abcdef.tmp"
+    leftover.mkdir()
+    (leftover / "owner.0123456789abcdef").write_text("{}\n")
+    os.utime(leftover, (past, past))
+    published = tmp_path / "data.json.lock"  # a marker in use is never a leftover
+    published.mkdir()
+    (published / "owner.fedcba9876543210").write_text("{}\n")
+    os.utime(published, (past, past))
+    assert lockkit.storage.sweep_temp_files(tmp_path, older_than=3600) == [str(leftover)]
+    assert not leftover.exists() and (published / "owner.fedcba9876543210").exists()

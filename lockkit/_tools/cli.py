@@ -9,9 +9,11 @@ when ``run`` cannot get the lock; 2 usage error; 66 a directory to sweep does no
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -150,20 +152,19 @@ def _run(ns: argparse.Namespace) -> int:
 def _describe(path: str, stale_after: float) -> dict[str, Any]:
     out: dict[str, Any] = {"path": path}
     try:
-        with open(path, "rb") as f:
-            head = f.read(1)
+        is_marker = stat.S_ISDIR(os.lstat(path).st_mode)
     except FileNotFoundError:
         return {**out, "state": "free", "exists": False}
     except OSError as exc:
         return {**out, "state": "unknown", "error": exc.strerror}
     info: LockInfo | None
-    if head == b"{":
+    if is_marker:
         out["strategy"] = "marker"
         info = FileLock(path, strategy="marker").holder()
         seen = read_marker(path)
         if info is None or seen is None:
             return {**out, "state": "free"}
-        reason = stale_reason(seen[0], seen[1], stale_after)
+        reason = stale_reason(seen, stale_after)
         out.update(state="held", mode="exclusive", stale=reason is not None, stale_reason=reason)
     else:
         out["strategy"] = "kernel"
@@ -211,15 +212,15 @@ def _break(ns: argparse.Namespace) -> int:
     try:
         seen = read_marker(path)
     except LockFileError as exc:
+        if exc.errno == errno.ENOTDIR:
+            _err(f"{path} is not a marker (a kernel lock file: the kernel releases it when its holder dies)")
+            return EX_TEMPFAIL
         _err(str(exc))
         return EX_UNAVAILABLE
     if seen is None:
         print(f"{path}: no marker, nothing to break")
         return 0
-    st, info = seen
-    if st.st_size and not _looks_like_marker(path):
-        _err(f"{path} is a kernel lock file: the kernel releases it when its holder dies, nothing to break")
-        return EX_TEMPFAIL
+    info = seen.info
     reason = None if info is None else dead_reason(info)
     if reason is None:
         why = (
@@ -229,16 +230,11 @@ def _break(ns: argparse.Namespace) -> int:
         )
         _err(f"refusing to break {path}: {why} (only a holder proven dead on this host is broken)")
         return EX_TEMPFAIL
-    if break_marker(path, st, float("inf"), reason) or not os.path.exists(path):
+    if break_marker(path, seen, float("inf"), reason) or read_marker(path) is None:
         print(f"{path}: broken ({reason})")
         return 0
     _err(f"{path} changed while breaking it; run the command again")
     return EX_TEMPFAIL
-
-
-def _looks_like_marker(path: str) -> bool:
-    with open(path, "rb") as f:
-        return f.read(1) == b"{"
 
 
 def _sweep(ns: argparse.Namespace) -> int:

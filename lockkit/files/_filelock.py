@@ -11,7 +11,7 @@ from lockkit._internal import fork as _fork
 from lockkit._internal.deadline import Deadline, check_timeout, monotonic, timeout_error
 from lockkit._internal.paths import check_path
 from lockkit._internal.stats import Counters, LockStatistics
-from lockkit.exceptions import DeadlockError, LockTimeoutError, NotOwnerError
+from lockkit.exceptions import DeadlockError, LockLostError, LockTimeoutError, NotOwnerError
 from lockkit.files._holder import LockInfo
 from lockkit.files._kernel import KernelStrategy
 from lockkit.files._marker import MarkerStrategy
@@ -79,7 +79,7 @@ class FileLock(ConditionSupport):
       kernel releases it when the holder dies, even on ``kill -9``. Shared mode makes
       readers in different processes hold it together. Needs a local file system (or
       NFS with working locks).
-    * ``"marker"``: an atomically published marker file for file systems without
+    * ``"marker"``: a marker directory published by ``rename()`` for file systems without
       working locks; a stale marker is broken only on proof (dead or reused PID on this
       host, or no heartbeat for ``stale_after`` seconds). Exclusive only.
 
@@ -344,6 +344,29 @@ class FileLock(ConditionSupport):
             # Exclusive: handed out now, under the lock (strictly above every earlier token).
             hold.token = self._strategy.fencing_token(hold.ticket, hold.shared)
         return hold.token
+
+    def verify(self) -> None:
+        """Check that the calling thread's hold still excludes everyone else.
+
+        A lock file deleted or replaced while held (a tmp cleaner, an operator) guards
+        nothing: another process can lock the new file at the path. A marker can be
+        broken by another host that judged it stale. Call this right before an action
+        that must not happen without the lock; lockkit's storage calls it at its commit
+        point, under a short directory lock, so no commit follows a lost lock.
+
+        Raises:
+            LockLostError: The lock file or marker is no longer the one this hold locked.
+            NotOwnerError: The calling thread does not hold this lock.
+        """
+        hold = self._holds.get(get_ident())
+        if hold is None:
+            raise NotOwnerError(f"this thread does not hold lock file {self._path!r}")
+        if not self._strategy.still_held(hold.ticket, hold.shared):
+            what = "marker was broken or removed" if self._strategy.name == "marker" else "file was deleted or replaced"
+            raise LockLostError(
+                f"lock file {self._path!r}: its {what} while held, so the lock no longer excludes other "
+                "processes (lock files must not be deleted while in use)"
+            )
 
     def holder(self) -> LockInfo | None:
         """Who holds the lock right now (any process), or ``None`` if it is free.

@@ -382,6 +382,17 @@ class KernelStrategy(LockStrategy):
         finally:
             unpin_state(ticket)
 
+    def still_held(self, ticket: object, shared: bool) -> bool:
+        assert isinstance(ticket, PathState)
+        if ticket.fd < 0:
+            return False
+        held = os.fstat(ticket.fd)
+        try:
+            at_path = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return held.st_nlink > 0 and (held.st_dev, held.st_ino) == (at_path.st_dev, at_path.st_ino)
+
     def fencing_token(self, ticket: object, shared: bool) -> int:
         assert isinstance(ticket, PathState)
         fd = ticket.open()

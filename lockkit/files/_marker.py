@@ -1,27 +1,39 @@
-"""The marker strategy: an ``O_EXCL``-style marker file, for file systems without locks.
+"""The marker strategy: a marker directory, for file systems without working locks.
 
-A marker appears complete or not at all: the record is written to a unique temp file
-and ``link()``-ed to the lock name. A marker is stale only on proof: its holder is on
-this host and is dead or its PID was reused, or its heartbeat (the marker's mtime,
-refreshed by a live holder every ``stale_after / 3`` seconds) is older than
-``stale_after``. Breaking is race-safe: breakers are serialised by a short-lived
-``.break`` marker, re-verify what they judged stale, rename it aside, check that the
-renamed file is the one they judged, put it back otherwise, and only then unlink it.
-Release unlinks the marker only if the name still points at the holder's own inode.
+A marker is a directory at the lock path holding one uniquely named owner file,
+``owner.<token>``, with the holder's record; the owner file's mtime is the heartbeat,
+refreshed by a live holder every ``stale_after / 3`` seconds. The directory is built
+under a temporary name and published with ``rename()``, which fails while the lock
+path is a non-empty directory: it appears complete or not at all, and only one
+publisher wins.
+
+Every removal names one owner file: release unlinks the holder's own owner file, and
+a breaker unlinks the owner file it judged stale. Neither ever removes a name that
+another holder published, so neither a paused holder nor a slow breaker can remove
+someone else's marker. The empty directory left behind means "free": the next
+``rename()`` replaces it (``rename()`` replaces an empty directory, never a full one).
+
+A marker is stale only on proof: its holder is on this host and is dead or its PID
+was reused, or (for a holder that cannot be checked directly) its heartbeat is older
+than ``stale_after``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import stat
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from lockkit._internal import fork as _fork
 from lockkit._internal import log as _log
 from lockkit._internal.deadline import Deadline
+from lockkit.exceptions import LockFileError
 from lockkit.files._holder import (
     LockInfo,
     alive_here,
@@ -36,62 +48,117 @@ from lockkit.files._holder import (
 from lockkit.files._strategy import LockStrategy, StrategyName
 from lockkit.resilience._backoff import Backoff
 
-#: A ``.break`` marker older than this (seconds) belongs to a crashed breaker.
-BREAKER_STALE = 30.0
+_OWNER = "owner."
 
 
-def read_marker(path: str) -> tuple[os.stat_result, LockInfo | None] | None:
-    """The marker's stat and parsed record; ``None`` if there is no marker."""
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """A published marker as read: its owner file's path, stat and parsed record."""
+
+    owner: str
+    st: os.stat_result
+    info: LockInfo | None
+
+
+def _not_a_marker(path: str) -> LockFileError:
+    return LockFileError(
+        f"cannot use lock file {path!r}: it is not a marker directory (marker locks publish a directory "
+        "there; a regular file is a kernel-strategy lock file or left by another program)",
+        path=path,
+        errno=errno.ENOTDIR,
+    )
+
+
+def _refuse_non_directory(path: str, exc: OSError) -> None:
+    """Raise for a symbolic link or a regular file at the lock path."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        st = os.lstat(path)
     except FileNotFoundError:
-        return None
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise lock_file_error(path, OSError(errno.ELOOP, "symbolic link")) from exc
+    if not stat.S_ISDIR(st.st_mode):
+        raise _not_a_marker(path) from exc
+
+
+def _owner_names(path: str) -> list[str]:
+    """The owner files in the marker directory at ``path`` (empty if there is none)."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return []  # no marker (one may be published meanwhile: the caller tries again)
+    except NotADirectoryError as exc:
+        _refuse_non_directory(path, exc)
+        return []  # replaced by a marker meanwhile
     except OSError as exc:
         raise lock_file_error(path, exc) from exc
-    try:
-        st = os.fstat(fd)
-        record = parse_json_line(os.pread(fd, 4096, 0))
-    finally:
-        os.close(fd)
-    return st, None if record is None else record_info(record)
+    if os.path.islink(path):
+        raise lock_file_error(path, OSError(errno.ELOOP, "symbolic link"))
+    return [n for n in names if n.startswith(_OWNER)]
 
 
-def stale_reason(st: os.stat_result, info: LockInfo | None, stale_after: float) -> str | None:
+def read_marker(path: str) -> Marker | None:
+    """The marker at ``path``: its owner file, stat and record; ``None`` if there is none.
+
+    Raises:
+        LockFileError: The path is a regular file or a symbolic link, or cannot be read.
+    """
+    for name in _owner_names(path):
+        owner = os.path.join(path, name)
+        try:
+            fd = os.open(owner, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # released meanwhile
+        except OSError as exc:
+            raise lock_file_error(owner, exc) from exc
+        try:
+            st = os.fstat(fd)
+            record = parse_json_line(os.pread(fd, 4096, 0))
+        finally:
+            os.close(fd)
+        return Marker(owner, st, None if record is None else record_info(record))
+    return None
+
+
+def stale_reason(marker: Marker, stale_after: float) -> str | None:
     """Why this marker is stale, or ``None`` while its holder may be alive.
 
     A holder on this host whose pid and start time match a live process is never
     stale, whatever its heartbeat says (a wall-clock step forward must not break it);
     the heartbeat age judges only holders that cannot be checked directly.
     """
+    info = marker.info
     if info is not None:
         dead = dead_reason(info)
         if dead is not None:
             return dead
         if alive_here(info):
             return None
-    age = time.time() - st.st_mtime
+    age = time.time() - marker.st.st_mtime
     if age > stale_after:
         return f"no heartbeat for {age:.1f} s (stale after {stale_after:g} s)"
     return None
 
 
 class MarkerHold:
-    """A marker this process holds: its descriptor (same inode as the marker)."""
+    """A marker this process holds: its owner file and that file's descriptor."""
 
-    __slots__ = ("dev", "fd", "ino", "path", "stale_after")
+    __slots__ = ("dev", "fd", "ino", "owner", "path", "stale_after")
 
-    def __init__(self, path: str, fd: int, stale_after: float) -> None:
+    def __init__(self, path: str, owner: str, fd: int, stale_after: float) -> None:
         st = os.fstat(fd)
         self.path = path
+        self.owner = owner
         self.fd = fd
         self.dev = st.st_dev
         self.ino = st.st_ino
         self.stale_after = stale_after
 
     def still_ours(self) -> bool:
+        """Whether our owner file is still published at the lock path."""
         try:
-            st = os.stat(self.path, follow_symlinks=False)
-        except FileNotFoundError:
+            st = os.stat(self.owner, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
             return False
         return (st.st_dev, st.st_ino) == (self.dev, self.ino)
 
@@ -129,7 +196,7 @@ class _Heartbeat:
             self._interval = interval
             for hold in holds:
                 with contextlib.suppress(OSError):  # released meanwhile
-                    os.utime(hold.fd)  # touches our own inode, even if the name was taken away
+                    os.utime(hold.fd)  # touches our own owner file, even if it was unlinked
             self._wake.wait(max(0.01, interval))
             self._wake.clear()
 
@@ -146,7 +213,7 @@ _fork.register(heartbeat)
 
 
 def fence_bump(path: str) -> int:
-    fd = open_lock_file(path + ".fence", os.O_RDWR | os.O_CREAT)
+    fd = open_lock_file(path + ".fence", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         head = os.pread(fd, 20, 0)
         token = next_fence(int(head) if head.isdigit() else 0)
@@ -159,83 +226,79 @@ def fence_bump(path: str) -> int:
 def fence_value(path: str) -> int:
     """The marker lock's last fencing token (0 if none)."""
     try:
-        with open(path + ".fence", "rb") as f:
-            head = f.read(20)
+        fd = os.open(path + ".fence", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return 0
+    except OSError as exc:
+        raise lock_file_error(path + ".fence", exc) from exc
+    try:
+        head = os.pread(fd, 20, 0)
+    finally:
+        os.close(fd)
     return int(head) if head.isdigit() else 0
 
 
-def try_link(path: str, stale_after: float) -> MarkerHold | None:
-    """Publish our marker if there is none; ``None`` if one exists."""
-    tmp = f"{path}.{secrets.token_hex(8)}.tmp"
-    fd = open_lock_file(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+def try_publish(path: str, stale_after: float) -> MarkerHold | None:
+    """Publish our marker if there is none; ``None`` if one is published."""
+    token = secrets.token_hex(8)
+    tmp = f"{path}.{token}.tmp"
+    name = _OWNER + token
     try:
+        os.mkdir(tmp, 0o700)
+    except OSError as exc:
+        raise lock_file_error(path, exc) from exc
+    fd = -1
+    published = False
+    try:
+        fd = open_lock_file(os.path.join(tmp, name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             record = memoryview(b"%s%.3f}\n" % (record_prefix(), time.time()))
             while record:  # a short write (a size limit, a nearly full disk) must not publish half a record
                 record = record[os.write(fd, record) :]
-        except OSError as exc:  # a full disk, a file size limit: nothing was published
-            os.close(fd)
-            raise lock_file_error(path, exc) from exc
-        try:
-            os.link(tmp, path, follow_symlinks=False)
-        except FileExistsError:
-            os.close(fd)
-            return None
+            os.rename(tmp, path)
         except OSError as exc:
-            os.close(fd)
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return None  # someone else's marker is published
+            if exc.errno == errno.ENOTDIR:
+                _refuse_non_directory(path, exc)
+                return None  # a marker was published meanwhile
             raise lock_file_error(path, exc) from exc
-        return MarkerHold(path, fd, stale_after)
+        published = True
+        return MarkerHold(path, os.path.join(path, name), fd, stale_after)
     finally:
-        os.unlink(tmp)
+        if not published:  # take our temporary directory away
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(tmp, name))
+            with contextlib.suppress(OSError):
+                os.rmdir(tmp)
 
 
-def break_marker(path: str, judged: os.stat_result, stale_after: float, reason: str) -> bool:
-    """Remove a marker judged stale, race-safely; ``True`` if this call removed it."""
-    breaker = path + ".break"
+def break_marker(path: str, judged: Marker, stale_after: float, reason: str) -> bool:
+    """Remove the marker judged stale; ``True`` if this call removed it.
+
+    Only the judged owner file is unlinked, after checking it once more: a marker
+    released and re-taken meanwhile has another owner file and is left alone.
+    """
     try:
-        bfd = os.open(breaker, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    except FileExistsError:
-        try:
-            if time.time() - os.stat(breaker, follow_symlinks=False).st_mtime > BREAKER_STALE:
-                os.unlink(breaker)  # a breaker crashed while breaking
-        except FileNotFoundError:
-            pass
+        st = os.stat(judged.owner, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return False  # released or broken meanwhile
+    again = Marker(judged.owner, st, judged.info)
+    if (st.st_dev, st.st_ino) != (judged.st.st_dev, judged.st.st_ino) or stale_reason(again, stale_after) is None:
+        return False  # it showed a heartbeat: not ours to break
+    try:
+        os.unlink(judged.owner)
+    except (FileNotFoundError, NotADirectoryError):
         return False
-    except OSError as exc:
-        raise lock_file_error(breaker, exc) from exc
-    try:
-        again = read_marker(path)
-        if again is None:
-            return False
-        st, info = again
-        if (st.st_dev, st.st_ino) != (judged.st_dev, judged.st_ino) or stale_reason(st, info, stale_after) is None:
-            return False  # it changed or showed a heartbeat: not ours to break
-        aside = f"{path}.broken.{secrets.token_hex(8)}"
-        try:
-            os.rename(path, aside)
-        except FileNotFoundError:
-            return False
-        moved = os.stat(aside, follow_symlinks=False)
-        if (moved.st_dev, moved.st_ino) != (judged.st_dev, judged.st_ino):
-            try:  # we took a fresh marker: put it back
-                os.link(aside, path, follow_symlinks=False)
-            except FileExistsError:  # pragma: no cover - needs a release and a link in microseconds
-                _log.warning("lockkit.marker_restore_failed", lock=path)
-            os.unlink(aside)
-            return False
-        os.unlink(aside)
-        _log.warning("lockkit.marker_broken", lock=path, reason=reason, holder_pid=info.pid if info else None)
-        return True
-    finally:
-        os.close(bfd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(breaker)
+    info = judged.info
+    _log.warning("lockkit.marker_broken", lock=path, reason=reason, holder_pid=info.pid if info else None)
+    return True
 
 
 class MarkerStrategy(LockStrategy):
-    """An atomically published marker file, for file systems without working locks.
+    """A marker directory published by ``rename()``, for file systems without working locks.
 
     Exclusive only. A stale marker is broken only on proof (see :func:`stale_reason`).
     """
@@ -252,17 +315,17 @@ class MarkerStrategy(LockStrategy):
     def take(self, shared: bool, deadline: Deadline | None) -> MarkerHold | None:
         backoff: Backoff | None = None
         while True:
-            hold = try_link(self.path, self._stale_after)
+            hold = try_publish(self.path, self._stale_after)
             if hold is not None:
                 heartbeat.add(hold)
                 return hold
             seen = read_marker(self.path)
             if seen is None:
                 continue  # released meanwhile: try again at once
-            reason = stale_reason(seen[0], seen[1], self._stale_after)
-            if reason is not None and break_marker(self.path, seen[0], self._stale_after, reason):
+            reason = stale_reason(seen, self._stale_after)
+            if reason is not None and break_marker(self.path, seen, self._stale_after, reason):
                 continue
-            # A live holder, or another process is breaking the marker: wait our turn.
+            # A live holder: wait our turn.
             if deadline is None:
                 return None
             backoff = backoff or self._make_backoff()
@@ -270,16 +333,20 @@ class MarkerStrategy(LockStrategy):
                 return None
 
     def release(self, ticket: object, shared: bool) -> None:
-        """Remove our marker (only if the name still points at our inode)."""
+        """Unlink our own owner file; the empty directory is replaced by the next ``rename()``."""
         assert isinstance(ticket, MarkerHold)
         heartbeat.remove(ticket)
         try:
-            if ticket.still_ours():
-                os.unlink(ticket.path)
-            else:
+            try:
+                os.unlink(ticket.owner)
+            except (FileNotFoundError, NotADirectoryError):
                 _log.warning("lockkit.marker_lost", lock=ticket.path)
         finally:
             os.close(ticket.fd)
+
+    def still_held(self, ticket: object, shared: bool) -> bool:
+        assert isinstance(ticket, MarkerHold)
+        return ticket.still_ours()
 
     def fencing_token(self, ticket: object, shared: bool) -> int:
         return fence_bump(self.path)
@@ -288,8 +355,8 @@ class MarkerStrategy(LockStrategy):
         seen = read_marker(self.path)
         if seen is None:
             return None
-        info = seen[1]
+        info = seen.info
         token = fence_value(self.path)
         if info is None:
-            return LockInfo(None, None, None, seen[0].st_mtime, False, token)
+            return LockInfo(None, None, None, seen.st.st_mtime, False, token)
         return LockInfo(info.pid, info.hostname, info.thread, info.acquired_at, False, token, info.start_token)

@@ -54,6 +54,10 @@ class LockStrategy(ABC):
         """Give up the hold that :meth:`take` returned ``ticket`` for."""
 
     @abstractmethod
+    def still_held(self, ticket: object, shared: bool) -> bool:
+        """Whether the hold still excludes others: its lock file or marker is still the one at the path."""
+
+    @abstractmethod
     def fencing_token(self, ticket: object, shared: bool) -> int:
         """A new fencing token for an exclusive hold; the latest one for a shared hold."""
 

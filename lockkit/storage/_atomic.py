@@ -9,15 +9,15 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any, Literal, overload
 
 from lockkit.exceptions import StorageError
 
 #: Temp files of atomic_write: ``<name>.tmp.<12 hex digits>``.
 TEMP_PATTERN = re.compile(r"\.tmp\.[0-9a-f]{12}$")
-#: Leftovers of the marker strategy: ``<name>.<16 hex>.tmp`` and ``<name>.broken.<16 hex>``.
-MARKER_LEFTOVER = re.compile(r"(\.[0-9a-f]{16}\.tmp|\.broken\.[0-9a-f]{16})$")
+#: Leftovers of the marker strategy: unpublished marker directories ``<name>.<16 hex>.tmp``.
+MARKER_LEFTOVER = re.compile(r"\.[0-9a-f]{16}\.tmp$")
 
 
 def storage_error(path: str, exc: OSError, action: str) -> StorageError:
@@ -129,7 +129,15 @@ def atomic_write(
 
 
 @contextlib.contextmanager
-def _atomic_write(path: str, mode: str, encoding: str, fsync: bool, preserve_mode: bool) -> Iterator[IO[Any]]:
+def _atomic_write(
+    path: str,
+    mode: str,
+    encoding: str,
+    fsync: bool,
+    preserve_mode: bool,
+    commit: Callable[[str], contextlib.AbstractContextManager[object]] | None = None,
+) -> Iterator[IO[Any]]:
+    """:func:`atomic_write`; ``commit(target)``, if given, is held around the final rename."""
     target = resolve_target(path)
     directory = os.path.dirname(target)
     existing: os.stat_result | None = None
@@ -158,7 +166,11 @@ def _atomic_write(path: str, mode: str, encoding: str, fsync: bool, preserve_mod
             f.flush()
             if fsync:
                 os.fsync(f.fileno())
-        os.replace(tmp, target)
+        if commit is None:
+            os.replace(tmp, target)
+        else:
+            with commit(target):
+                os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -227,7 +239,11 @@ def sweep_temp_files(directory: str | os.PathLike[str], older_than: float = 3600
             st = entry.stat(follow_symlinks=False)
         except FileNotFoundError:
             continue
-        if entry.is_file(follow_symlinks=False) and now - st.st_mtime >= older_than:
+        if now - st.st_mtime < older_than:
+            continue
+        if entry.is_file(follow_symlinks=False) or (
+            entry.is_dir(follow_symlinks=False) and MARKER_LEFTOVER.search(entry.name)
+        ):
             candidates.append(entry.path)
     if not candidates:
         return []
@@ -236,7 +252,30 @@ def sweep_temp_files(directory: str | os.PathLike[str], older_than: float = 3600
     for path in candidates:
         if os.path.abspath(path) in busy:
             continue
+        if os.path.isdir(path):
+            if _remove_marker_leftover(path, busy):
+                removed.append(path)
+            continue
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
             removed.append(path)
     return removed
+
+
+def _remove_marker_leftover(path: str, busy: set[str]) -> bool:
+    """Remove an unpublished marker directory of a crashed process (its owner file, then it)."""
+    try:
+        names = os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    for name in names:
+        inner = os.path.join(path, name)
+        if not name.startswith("owner.") or os.path.abspath(inner) in busy:
+            return False  # not ours to judge, or still open
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(inner)
+    try:
+        os.rmdir(path)
+    except OSError:
+        return False
+    return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -16,7 +17,8 @@ from lockkit.exceptions import (
 )
 from lockkit.files._filelock import FileLock
 from lockkit.files._strategy import StrategyName
-from lockkit.storage._atomic import atomic_write, read_optional, storage_error
+from lockkit.storage._atomic import _atomic_write, storage_error
+from lockkit.storage._commit import Identity, commit_point, identity_of
 
 
 class Serializer(Protocol):
@@ -148,9 +150,21 @@ class JsonDocument:
     # -- low level ---------------------------------------------------------------------
 
     def _load(self) -> _Content | None:
-        raw = read_optional(self._path)
-        if raw is None:
-            return None
+        return self._snapshot()[0]
+
+    def _snapshot(self) -> tuple[_Content | None, Identity | None]:
+        """The parsed content and the identity of the file it was read from."""
+        try:
+            with open(self._path, "rb") as f:
+                seen = identity_of(os.fstat(f.fileno()))
+                raw = f.read()
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            raise storage_error(self._path, exc, "read") from exc
+        return self._parse(raw), seen
+
+    def _parse(self, raw: bytes) -> _Content:
         if not raw.strip():
             raise CorruptDataError(f"{self._path!r} is empty: expected JSON (truncated write?)", path=self._path)
         try:
@@ -185,9 +199,14 @@ class JsonDocument:
             return data + b"\n"
         return b'{"lockkit":1,"version":%d,"fence":%d,"data":%s}\n' % (version, fence, data)
 
-    def _store(self, blob: bytes) -> None:
+    def _store(self, blob: bytes, seen: Identity | None) -> None:
+        """Commit ``blob`` through the commit point (see :mod:`lockkit.storage._commit`)."""
+
+        def commit(target: str) -> contextlib.AbstractContextManager[None]:
+            return commit_point(target, self._write_lock, seen, self._timeout)
+
         try:
-            with atomic_write(self._path, "wb", fsync=self._fsync) as f:
+            with _atomic_write(self._path, "wb", "utf-8", self._fsync, True, commit) as f:
                 f.write(blob)
         except StorageError:
             raise
@@ -206,6 +225,7 @@ class JsonDocument:
                 actual=version,
             )
         if fencing_token is not None:
+            self._check_fenceable()
             if fencing_token < fence:
                 raise StaleWriterError(
                     f"fencing token {fencing_token} is older than {fence}, already accepted for {self._path!r}",
@@ -215,31 +235,61 @@ class JsonDocument:
             fence = fencing_token
         return version + 1, fence
 
+    def _check_fenceable(self) -> None:
+        if self._plain:
+            raise ValueError(f"fencing tokens need lockkit's envelope: {self._path!r} is a plain document")
+
     def _acquire(self, lock: FileLock) -> None:
         if not lock.acquire(timeout=self._timeout):
             raise lock._timeout_error(self._timeout)
 
     # -- public ----------------------------------------------------------------------
 
-    def read(self, default: Any = None) -> Any:
+    def read(self, default: Any = None, *, fencing_token: int | None = None) -> Any:
         """The current value (``default`` if the file does not exist), under the shared lock.
+
+        Args:
+            default: Returned when the file does not exist.
+            fencing_token: The token of a lock held across this read and a later write
+                (a :class:`~lockkit.redis.RedisLock`, say). The storage records it before
+                returning, under the exclusive lock, so a holder with an older token
+                that lost its lock meanwhile can no longer write what it computed from
+                an older read. Raises :class:`~lockkit.exceptions.StaleWriterError` if a
+                newer token was already recorded.
 
         Raises:
             CorruptDataError: The file is not valid JSON or fails validation.
             StorageError: The file cannot be read.
             LockTimeoutError: The lock timeout ran out.
+            StaleWriterError: ``fencing_token`` is older than one already recorded.
         """
-        content = self.read_versioned()
+        content = self.read_versioned(fencing_token=fencing_token)
         return default if content is None else content[0]
 
-    def read_versioned(self) -> tuple[Any, int] | None:
-        """``(value, version)``, or ``None`` if the file does not exist."""
+    def read_versioned(self, *, fencing_token: int | None = None) -> tuple[Any, int] | None:
+        """``(value, version)``, or ``None`` if the file does not exist (see :meth:`read`)."""
+        if fencing_token is not None:
+            return self._fenced_read(fencing_token)
         self._acquire(self._read_lock)
         try:
             content = self._load()
         finally:
             self._read_lock.release()
         return None if content is None else (content.value, content.version)
+
+    def _fenced_read(self, token: int) -> tuple[Any, int] | None:
+        self._check_fenceable()
+        self._acquire(self._write_lock)
+        try:
+            content, seen = self._snapshot()
+            if content is None:
+                return None  # nothing stored yet: the first write records the token
+            _, fence = self._next(content, None, token)
+            if fence > content.fence:  # record it; the data and version stay as they are
+                self._store(self._encode(content.value, content.version, fence), seen)
+            return content.value, content.version
+        finally:
+            self._write_lock.release()
 
     def write(self, value: Any, *, expected_version: int | None = None, fencing_token: int | None = None) -> int:
         """Replace the value; returns the new version.
@@ -258,9 +308,9 @@ class JsonDocument:
         self._encode(value, 0, 0)  # fail early, before any lock or file is touched
         self._acquire(self._write_lock)
         try:
-            current = self._load()
+            current, seen = self._snapshot()
             version, fence = self._next(current, expected_version, fencing_token)
-            self._store(self._encode(value, version, fence))
+            self._store(self._encode(value, version, fence), seen)
             return version
         finally:
             self._write_lock.release()
@@ -272,12 +322,14 @@ class JsonDocument:
         the new one. If ``fn`` raises, nothing is written and the error propagates. A
         corrupt file raises :class:`~lockkit.exceptions.CorruptDataError` and is never overwritten.
         """
+        if fencing_token is not None:
+            self._check_fenceable()
         self._acquire(self._write_lock)
         try:
-            current = self._load()
+            current, seen = self._snapshot()
             new = fn(None if current is None else current.value)
             version, fence = self._next(current, None, fencing_token)
-            self._store(self._encode(new, version, fence))
+            self._store(self._encode(new, version, fence), seen)
             return new
         finally:
             self._write_lock.release()
@@ -286,6 +338,7 @@ class JsonDocument:
         """Delete the file; ``True`` if it existed. The sidecar lock file stays."""
         self._acquire(self._write_lock)
         try:
+            self._write_lock.verify()
             try:
                 os.unlink(self._path)
             except FileNotFoundError:

@@ -159,7 +159,8 @@ class JsonRepository:
         if missed:
             raise missed[0].lock._timeout_error(timeout)
         try:
-            current = {k: doc._load() for k, doc in docs.items()}
+            snapshots = {k: doc._snapshot() for k, doc in docs.items()}
+            current = {k: snap[0] for k, snap in snapshots.items()}
             changes = fn({k: None if c is None else c.value for k, c in current.items()})
             unknown = set(changes) - set(docs)
             if unknown:
@@ -169,7 +170,7 @@ class JsonRepository:
                 version, fence = docs[k]._next(current[k], None, fencing_token)
                 blobs[k] = docs[k]._encode(value, version, fence)
             for k, blob in blobs.items():
-                docs[k]._store(blob)
+                docs[k]._store(blob, snapshots[k][1])
             return changes
         finally:
             for doc in reversed(taken):
