@@ -8,12 +8,14 @@ a lease renewed by a background thread, loss detection, and fencing tokens.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ from typing import Any
 
 try:
     import redis as _redis
+    from redis.backoff import NoBackoff as _NoBackoff
+    from redis.retry import Retry as _Retry
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError("lockkit.redis needs redis-py: pip install 'lockkit[redis]'") from exc
 
@@ -69,6 +73,18 @@ for i = 1, #readers, 2 do
 end
 local ticket = ARGV[3]
 local mode = ARGV[4]
+-- a retry after a lost reply: the grant is already ours (same token), hand it back
+local held = redis.call('GET', KEYS[1])
+local ours = false
+if mode == 'x' and held and string.sub(held, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then
+  ours = tonumber(string.match(held, '^%S+ (%d+)'))
+elseif mode == 's' and redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
+  ours = tonumber(redis.call('GET', KEYS[3]) or '0')
+end
+if ours then
+  if ticket ~= '' then redis.call('ZREM', KEYS[4], ticket); redis.call('HDEL', KEYS[5], ticket) end
+  return {1, ours}
+end
 local free = redis.call('EXISTS', KEYS[1]) == 0 and (mode == 's' or live == 0)
 if free then
   -- FIFO: nobody queued ahead of us (for a reader: no writer ahead of us)
@@ -143,6 +159,118 @@ redis.call('HSET', KEYS[2], ARGV[1], now + lease)
 if redis.call('PTTL', KEYS[2]) < lease then redis.call('PEXPIRE', KEYS[2], lease) end
 return 1
 """
+
+
+class _Connections:
+    """lockkit's own connections to one server, made from the client's settings.
+
+    Kept apart from the application's pool so that lockkit can bound every socket
+    operation (connect, handshake, each reply) without changing how the application's
+    connections behave, and so that redis-py's own retries (which would multiply the
+    bound) never run: lockkit retries within the caller's time itself. A forked child
+    never uses its parent's connections.
+    """
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._free: list[Any] = []
+        self._mu = threading.Lock()
+        self._pid = os.getpid()
+
+    def get(self) -> Any:
+        with self._mu:
+            if self._pid != os.getpid():  # forked: the parent's sockets are not ours
+                self._free, self._pid = [], os.getpid()
+            if self._free:
+                return self._free.pop()
+        conn = self._pool.connection_class(**self._pool.connection_kwargs)
+        conn.retry = _Retry(_NoBackoff(), 0)
+        return conn
+
+    def put(self, conn: Any) -> None:
+        with self._mu:
+            if self._pid == os.getpid() and len(self._free) < 16:
+                self._free.append(conn)
+                return
+        conn.disconnect()
+
+
+_connections: weakref.WeakKeyDictionary[Any, _Connections] = weakref.WeakKeyDictionary()
+_connections_mu = threading.Lock()
+
+
+def _connections_for(client: _redis.Redis) -> _Connections:
+    pool = client.connection_pool
+    with _connections_mu:
+        conns = _connections.get(pool)
+        if conns is None:
+            conns = _connections[pool] = _Connections(pool)
+        return conns
+
+
+def _connect_within(conn: Any, left: float) -> None:
+    """Connect ``conn`` (if it is not) without waiting more than ``left`` seconds.
+
+    The TCP connect and the handshake (``HELLO``, ``CLIENT SETINFO``: a paused server
+    accepts connections and never answers them) both get ``left`` as their timeout; the
+    socket gets the client's own timeout back afterwards, so the application's use of
+    its pool is unchanged.
+    """
+    if getattr(conn, "_sock", None) is not None:
+        return
+    connect_timeout, socket_timeout = conn.socket_connect_timeout, conn.socket_timeout
+    conn.socket_connect_timeout = left if connect_timeout is None else min(connect_timeout, left)
+    conn.socket_timeout = left if socket_timeout is None else min(socket_timeout, left)
+    try:
+        conn.connect()
+    finally:
+        conn.socket_connect_timeout, conn.socket_timeout = connect_timeout, socket_timeout
+    sock = getattr(conn, "_sock", None)
+    if sock is not None:
+        sock.settimeout(socket_timeout)
+
+
+def _bounded(client: _redis.Redis, until: float | None, *commands: tuple[Any, ...]) -> list[Any]:
+    """Run ``commands`` (pipelined, one round trip) without waiting past ``until`` (monotonic).
+
+    Every socket operation is bounded by the time left: the connect, and the wait for
+    each reply. A reply that does not come in time raises ``redis.TimeoutError`` and the
+    connection is dropped (its state is unknown), never reused. ``until=None`` waits as
+    long as the server takes.
+    """
+    conns = _connections_for(client)
+    conn = conns.get()
+    try:
+        if until is not None:
+            left = until - monotonic()
+            if left <= 0:
+                raise _redis.TimeoutError("lockkit: no time left for the redis call")
+            _connect_within(conn, left)
+        conn.send_packed_command(conn.pack_commands(commands))
+        replies = []
+        for _ in commands:
+            if until is not None and not conn.can_read(timeout=max(0.0, until - monotonic())):
+                raise _redis.TimeoutError("lockkit: the redis server did not answer in time")
+            replies.append(conn.read_response())
+        return replies
+    except BaseException:
+        conn.disconnect()  # its state is unknown: a fresh connection next time
+        raise
+    finally:
+        conns.put(conn)
+
+
+def _run_script(client: _redis.Redis, script: Any, until: float | None, keys: list[str], args: list[Any]) -> Any:
+    """``EVALSHA`` (loading the script when the server lacks it), bounded like :func:`_bounded`."""
+    try:
+        return _bounded(client, until, ("EVALSHA", script.sha, len(keys), *keys, *args))[0]
+    except _redis.exceptions.NoScriptError:
+        _bounded(client, until, ("SCRIPT", "LOAD", script.script))
+        return _bounded(client, until, ("EVALSHA", script.sha, len(keys), *keys, *args))[0]
+
+
+#: Bound (seconds) for calls that have no caller deadline: release, cancel, introspection.
+CALL_BOUND = 5.0
 
 _TRANSIENT = RetryPolicy(
     attempts=6,
@@ -226,7 +354,7 @@ class _Renewer:
                 if now >= due:
                     lock._renew(hold, key[1])
                     due = hold.deadline - lock.lease * 2 / 3
-                soonest = min(soonest, max(0.01, due - monotonic()))
+                soonest = min(soonest, max(0.05, due - monotonic()))
             self._wake.wait(soonest)
 
 
@@ -390,9 +518,12 @@ class RedisLock:
         ]  # fmt: skip
         policy = _TRANSIENT
         left = deadline.remaining()
+        until = None if deadline.at is None else deadline.at
         if left is not None:  # transient errors are retried within the caller's timeout, not past it
             policy = policy.replace(timeout=max(0.001, min(policy.timeout or 5.0, left)))
-        granted, value = policy.call(self._acquire_script, keys=keys, args=args)
+            if left == 0:  # one attempt: give it a moment to answer
+                until = monotonic() + min(CALL_BOUND, self.lease)
+        granted, value = policy.call(_run_script, self._client, self._acquire_script, until, keys, args)
         if granted:
             return True, int(value)
         return False, value.decode() if isinstance(value, bytes) else str(value)
@@ -446,10 +577,22 @@ class RedisLock:
         token = secrets.token_hex(16)
         ticket = ""
         waited = False
+        ambiguous = False  # an attempt failed without an answer: the server may have granted it
         try:
             while True:
                 attempt_start = monotonic()
-                granted, value = self._try(token, ticket, blocking, deadline)
+                ambiguous = True
+                try:
+                    granted, value = self._try(token, ticket, blocking, deadline)
+                    ambiguous = False
+                except _redis.TimeoutError:
+                    if not deadline.expired():
+                        raise
+                    # No answer within the caller's time: a timeout like any other. The
+                    # grant may have happened: take it back (finally, below).
+                    with self._mu:
+                        self._stats.waited(monotonic() - deadline.start, False, self.name)
+                    return None
                 if granted:
                     # the lease started no earlier than the attempt: trust it only from then
                     with self._mu:
@@ -473,22 +616,42 @@ class RedisLock:
                     with self._mu:
                         self._stats.waited(monotonic() - deadline.start, False, self.name)
                     return None
-                wait = POLL if left is None else min(POLL, left)
+                wait = max(0.01, POLL if left is None else min(POLL, left))
                 # only the head is pushed on release; the timeout is the bounded fallback poll
-                self._client.blpop([self._wake_prefix + ticket], timeout=max(0.01, wait))
+                with contextlib.suppress(_redis.RedisError):  # the next attempt retries or reports it
+                    _bounded(self._client, monotonic() + wait + 1.0, ("BLPOP", self._wake_prefix + ticket, wait))
         finally:
+            if ambiguous:
+                # After an ambiguous failure (a lost reply, a timeout) the server may have
+                # granted the lock to this token: release it if it is ours, so a lost
+                # reply never orphans the lock for a whole lease.
+                self._release_if_ours(token)
             if ticket:
                 self._cancel(ticket)
 
-    def _cancel(self, ticket: str) -> None:
+    def _release_if_ours(self, token: str) -> None:
+        k = self._keys
         try:
-            pipe = self._client.pipeline()
-            pipe.zrem(self._keys["queue"], ticket)
-            pipe.hdel(self._keys["qexp"], ticket)
-            pipe.delete(self._wake_prefix + ticket)
-            pipe.execute()
-        except _redis.RedisError:  # pragma: no cover - the ticket expires on its own
-            pass
+            _run_script(
+                self._client,
+                self._release_script,
+                monotonic() + min(CALL_BOUND, self.lease),
+                [k["holder"], k["readers"], k["queue"], k["qexp"]],
+                [token, self._mode, self._wake_prefix],
+            )
+        except _redis.RedisError:  # unreachable: the lease frees it
+            _log.warning("lockkit.redis_release_failed", lock=self.name)
+
+    def _cancel(self, ticket: str) -> None:
+        k = self._keys
+        with contextlib.suppress(_redis.RedisError):  # unreachable: the ticket expires on its own
+            _bounded(
+                self._client,
+                monotonic() + min(CALL_BOUND, self.lease),
+                ("ZREM", k["queue"], ticket),
+                ("HDEL", k["qexp"], ticket),
+                ("DEL", self._wake_prefix + ticket),
+            )
 
     # -- release / renew ----------------------------------------------------------------
 
@@ -515,10 +678,14 @@ class RedisLock:
                     f"redis lock {self.name!r} was lost before release (lease expired or server lost it)"
                 )
             k = self._keys
-            ok = _TRANSIENT.call(
+            bound = min(CALL_BOUND, self.lease)  # past it, the lease frees the lock anyway
+            ok = _TRANSIENT.replace(timeout=bound).call(
+                _run_script,
+                self._client,
                 self._release_script,
-                keys=[k["holder"], k["readers"], k["queue"], k["qexp"]],
-                args=[hold.token, self._mode, self._wake_prefix],
+                monotonic() + bound,
+                [k["holder"], k["readers"], k["queue"], k["qexp"]],
+                [hold.token, self._mode, self._wake_prefix],
             )
             if not ok:
                 self._mark_lost(hold)
@@ -535,8 +702,12 @@ class RedisLock:
             return
         k = self._keys
         try:
-            ok = self._renew_script(
-                keys=[k["holder"], k["readers"]], args=[hold.token, self._mode, int(self.lease * 1000)]
+            ok = _run_script(  # never waits past the lease: a paused server means a lost hold, on time
+                self._client,
+                self._renew_script,
+                hold.deadline,
+                [k["holder"], k["readers"]],
+                [hold.token, self._mode, int(self.lease * 1000)],
             )
         except _redis.RedisError as exc:
             _log.warning("lockkit.lease_renewal_failed", lock=self.name, error=type(exc).__name__)
@@ -587,7 +758,10 @@ class RedisLock:
         return self
 
     def _timeout_error(self, timeout: float | None) -> LockTimeoutError:
-        holder = self.holder()
+        try:
+            holder = self.holder()
+        except _redis.RedisError:  # the server does not answer: the error says so without a holder
+            holder = None
         return timeout_error(
             f"redis lock {self.name!r}",
             timeout,
@@ -617,11 +791,11 @@ class RedisLock:
 
     def locked(self) -> bool:
         """Whether anyone holds the lock in Redis (exclusive or shared)."""
-        pipe = self._client.pipeline()
-        pipe.exists(self._keys["holder"])
-        pipe.hlen(self._keys["readers"])
-        exists, readers = pipe.execute()
-        return bool(exists) or readers > 0
+        k = self._keys
+        exists, readers = _bounded(
+            self._client, monotonic() + CALL_BOUND, ("EXISTS", k["holder"]), ("HLEN", k["readers"])
+        )
+        return bool(exists) or int(readers) > 0
 
     def is_locked(self) -> bool:
         """Held, or with tickets queued in Redis, or threads queued locally."""
@@ -629,18 +803,22 @@ class RedisLock:
 
     def queue_length(self) -> int:
         """Waiters queued in Redis (every host)."""
-        return int(self._client.zcard(self._keys["queue"]))
+        return int(_bounded(self._client, monotonic() + CALL_BOUND, ("ZCARD", self._keys["queue"]))[0])
 
     def holder(self) -> LockInfo | None:
         """Who holds the lock: host, pid, thread, acquired_at, token; ``None`` if free."""
-        pipe = self._client.pipeline()
-        pipe.get(self._keys["holder"])
-        pipe.hlen(self._keys["readers"])
-        pipe.get(self._keys["fence"])
-        pipe.time()
-        value, readers, fence, server_time = pipe.execute()
+        k = self._keys
+        value, readers, fence, server_time = _bounded(
+            self._client,
+            monotonic() + CALL_BOUND,
+            ("GET", k["holder"]),
+            ("HLEN", k["readers"]),
+            ("GET", k["fence"]),
+            ("TIME",),
+        )
         if value:
-            _token, token, at, info = value.decode().split(" ", 3)
+            text = value if isinstance(value, str) else value.decode()  # decode_responses or not
+            _token, token, at, info = text.split(" ", 3)
             data = json.loads(info)
             server_ms = int(server_time[0]) * 1000 + int(server_time[1]) // 1000
             return LockInfo(

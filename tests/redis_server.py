@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -79,3 +82,64 @@ def require_redis_server() -> None:
         if os.environ.get("LOCKKIT_REQUIRE_REDIS"):
             pytest.fail(reason + " (LOCKKIT_REQUIRE_REDIS is set: CI must not skip them)")
         pytest.skip(reason)
+
+
+class ReplyDroppingProxy:
+    """A TCP proxy in front of a real server that can lose a reply.
+
+    ``drop_next_reply(b"evalsha")`` arms it: the next such request is forwarded to the server (which
+    executes it), the server's reply is read and thrown away, and the client's
+    connection is closed. The client sees a connection error without knowing whether
+    the command ran, as after a network fault.
+    """
+
+    def __init__(self, port: int) -> None:
+        self._target = port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._drop = threading.Event()
+        self._matching = b""
+        self.dropped = threading.Event()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def drop_next_reply(self, matching: bytes = b"") -> None:
+        """Lose the reply to the next request that contains ``matching``."""
+        self._matching = matching.lower()
+        self.dropped.clear()
+        self._drop.set()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._target))
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def _pump(self, client: Any, upstream: Any) -> None:
+        try:
+            while True:
+                request = client.recv(65536)
+                if not request:
+                    return
+                upstream.sendall(request)
+                reply = upstream.recv(65536)
+                if self._drop.is_set() and self._matching in request.lower():
+                    self._drop.clear()
+                    self.dropped.set()
+                    return  # the command ran; its reply is lost with the connection
+                client.sendall(reply)
+        except OSError:
+            return
+        finally:
+            client.close()
+            upstream.close()
+
+    def close(self) -> None:
+        """Stop listening: connections to :attr:`port` are refused from now on."""
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self._listener.close()

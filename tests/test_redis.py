@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import Worker
-from redis_server import RedisServer, require_redis_server
+from redis_server import RedisServer, ReplyDroppingProxy, require_redis_server
 
 import lockkit
 import lockkit.exceptions
@@ -323,33 +324,30 @@ def test_short_lease_renewed_when_the_renewer_was_asleep(client: Any) -> None:
     long.release()
 
 
-def test_transient_errors_are_retried_within_the_callers_timeout(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    lock = RedisLock(client, "flaky", lease=5)
-    real = lock._acquire_script
-    failures = [2]
-
-    def flaky(*args: Any, **kwargs: Any) -> Any:
-        if failures[0]:
-            failures[0] -= 1
-            raise redis.ConnectionError("connection reset")  # a blip we cannot cause on demand
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(lock, "_acquire_script", flaky)
-    assert lock.acquire(timeout=5)  # two blips, retried, then granted
+def test_transient_errors_are_retried_within_the_callers_timeout(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = ReplyDroppingProxy(server.port)
+    lock = RedisLock(redis.Redis(port=proxy.port), "flaky", lease=5)
+    assert lock.acquire(timeout=5)  # loads the scripts
     lock.release()
+    proxy.drop_next_reply(b"evalsha")  # a real blip: the connection drops before the reply
+    assert lock.acquire(timeout=5)  # retried, then granted
+    assert proxy.dropped.is_set()
+    lock.release()
+    proxy.close()  # nothing listens on its port any more: a server that is down
 
-    def down(*args: Any, **kwargs: Any) -> Any:
-        raise redis.ConnectionError("server down")
-
-    monkeypatch.setattr(lock, "_acquire_script", down)
-    slow = lockkit.RetryPolicy(attempts=6, timeout=5.0, wait_initial=1.0, wait_max=1.0, jitter=0.0, on_retry=None)
+    retries: list[Any] = []
+    slow = lockkit.RetryPolicy(
+        attempts=6, timeout=5.0, wait_initial=1.0, wait_max=1.0, jitter=0.0, on_retry=retries.append
+    )
     monkeypatch.setattr(
         lockkit.redis, "_TRANSIENT", slow.replace(retry_on=frozenset({lockkit.resilience.ErrorClass.TRANSIENT}))
     )
-    started = time.monotonic()
+    down = RedisLock(redis.Redis(port=proxy.port), "flaky", lease=5)
     with pytest.raises(redis.ConnectionError):
-        lock.acquire(timeout=0.3)
-    assert time.monotonic() - started < 1.0  # the caller's 0.3 s bounds the retries (5 s of them otherwise)
+        down.acquire(timeout=0.3)
+    assert retries == []  # a 1 s wait does not fit in the caller's 0.3 s: no retry was started
 
 
 def test_crashed_waiter_ticket_expires(client: Any) -> None:
@@ -402,3 +400,111 @@ def test_nested_manager_lock_on_one_thread_is_a_deadlock_error(client: Any) -> N
             pass
         other = manager.get("k")
         assert other.acquire(timeout=0) is False  # a try answers False, like threading.Lock
+
+
+def test_a_lost_grant_reply_does_not_orphan_the_lock(server: RedisServer, client: Any) -> None:
+    # The acquire script runs and grants the lock, but its reply is lost with the
+    # connection. The retry must recognise its own grant instead of waiting on itself.
+    proxy = ReplyDroppingProxy(server.port)
+    try:
+        via_proxy = redis.Redis(port=proxy.port)
+        lock = RedisLock(via_proxy, "ambiguous", lease=30)
+        assert lock.acquire(timeout=10)  # loads the scripts: the next EVALSHA runs the grant
+        lock.release()
+        proxy.drop_next_reply(b"evalsha")
+        assert lock.acquire(timeout=10)
+        assert proxy.dropped.is_set()
+        assert lock.holder() is not None and lock.holder().pid == os.getpid()  # type: ignore[union-attr]
+        lock.release()
+        assert RedisLock(client, "ambiguous").acquire(timeout=0)
+    finally:
+        proxy.close()
+
+
+def test_a_try_whose_grant_reply_is_lost_leaves_the_lock_free(server: RedisServer, client: Any) -> None:
+    # A one-attempt acquire cannot retry: after the ambiguous failure it must release
+    # whatever it may have been granted (with its own token) before it reports failure.
+    proxy = ReplyDroppingProxy(server.port)
+    try:
+        via_proxy = redis.Redis(port=proxy.port)
+        lock = RedisLock(via_proxy, "ambiguous-try", lease=60)
+        assert lock.acquire(timeout=10)
+        lock.release()
+        proxy.drop_next_reply(b"evalsha")
+        got = False
+        with contextlib.suppress(redis.exceptions.ConnectionError):
+            got = lock.acquire(timeout=0)
+        assert proxy.dropped.is_set()
+        if got:  # it recognised its own grant: a real hold, released as usual
+            lock.release()
+        else:  # it reported failure: then it must not hold the lock in Redis either
+            assert RedisLock(client, "ambiguous-try").acquire(timeout=0), "the lost grant orphaned the lock"
+    finally:
+        proxy.close()
+
+
+@pytest.mark.timeout(60)
+def test_acquire_honours_its_timeout_while_the_server_is_paused(server: RedisServer) -> None:
+    # A paused server accepts connections and never answers: without a bound on every
+    # socket operation, acquire(timeout=...) blocks forever.
+    c = redis.Redis(port=server.port, socket_timeout=None, socket_connect_timeout=None)
+    lock = RedisLock(c, "paused", lease=5)
+    assert lock.acquire(timeout=1)
+    lock.release()
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        other = RedisLock(c, "paused", lease=5)
+        with pytest.raises(lockkit.LockTimeoutError), RedisLock(c, "paused", lease=5, timeout=0.5):
+            pass  # pragma: no cover
+        assert other.acquire(timeout=0.5) is False
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    assert lock.acquire(timeout=10)  # nothing was left behind once the server answers again
+    lock.release()
+
+
+@pytest.mark.timeout(90)
+def test_a_holder_learns_of_its_loss_while_the_server_is_paused(server: RedisServer) -> None:
+    # The renewal cannot reach a paused server; the hold must be declared lost when its
+    # lease runs out, not whenever the server answers again.
+    lost = threading.Event()
+    # A client without socket timeouts (redis-py's default before 8.0): only lockkit bounds the calls.
+    client = redis.Redis(port=server.port, socket_timeout=None, socket_connect_timeout=None)
+    lock = RedisLock(client, "paused-holder", lease=1.0, on_lost=lambda _: lost.set())
+    assert lock.acquire(timeout=10)
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        assert lost.wait(60), "the loss was not reported while the server was paused"
+        assert lock.lost
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    with pytest.raises(lockkit.exceptions.LockLostError):
+        lock.release()
+
+
+def test_a_holder_whose_lease_ran_out_after_its_read_cannot_lose_the_next_update(client: Any, tmp_path: Path) -> None:
+    # The window behind a lost increment under chaos: holder 1 reads, is paused past its
+    # lease; holder 2 takes the lock and reads; holder 1 resumes and writes before holder 2
+    # does. With the token on the read, holder 1's write is refused.
+    doc = lockkit.JsonDocument(tmp_path / "counter.json")
+    doc.write(0)
+    first = RedisLock(client, "counter", lease=30, auto_renew=False)
+    assert first.acquire(timeout=5)
+    seen_by_first = doc.read(fencing_token=first.fencing_token)
+    client.delete("lockkit:counter:holder")  # its lease runs out while it is paused
+
+    def second_reads() -> tuple[RedisLock, int]:
+        second = RedisLock(client, "counter", lease=30)
+        assert second.acquire(timeout=5)
+        return second, doc.read(fencing_token=second.fencing_token)
+
+    second, seen_by_second = Worker(second_reads).join()
+    with pytest.raises(lockkit.exceptions.StaleWriterError):
+        doc.write(seen_by_first + 1, fencing_token=first.fencing_token)
+    Worker(lambda: doc.write(seen_by_second + 1, fencing_token=second.fencing_token)).join()
+    assert doc.read() == 1
+    Worker(second.release).join()
+    with pytest.raises(lockkit.exceptions.LockLostError):
+        first.release()
