@@ -329,14 +329,18 @@ class _Renewer:
         self._holds: dict[tuple[int, int], tuple[RedisLock, _Lease]] = {}
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._wakes_at = float("inf")  # when the thread wakes next (inf while it is planning)
 
     def add(self, lock: RedisLock, ident: int, hold: _Lease) -> None:
+        due = hold.deadline - lock.lease * 2 / 3
         with self._mu:
             self._holds[(id(lock), ident)] = (lock, hold)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="lockkit-redis-renew", daemon=True)
                 self._thread.start()
-        self._wake.set()  # the thread may be sleeping past this hold's first renewal
+            elif due >= self._wakes_at:
+                return  # the thread wakes before this hold's first renewal anyway
+        self._wake.set()
 
     def remove(self, lock: RedisLock, ident: int) -> None:
         with self._mu:
@@ -344,8 +348,9 @@ class _Renewer:
 
     def _run(self) -> None:
         while True:
-            self._wake.clear()  # before the snapshot: an add() after it sets the event again
             with self._mu:
+                self._wake.clear()  # before the snapshot: an add() after it sets the event again
+                self._wakes_at = float("inf")
                 items = list(self._holds.items())
             now = monotonic()
             soonest = 1.0
@@ -355,6 +360,8 @@ class _Renewer:
                     lock._renew(hold, key[1])
                     due = hold.deadline - lock.lease * 2 / 3
                 soonest = min(soonest, max(0.05, due - monotonic()))
+            with self._mu:
+                self._wakes_at = monotonic() + soonest
             self._wake.wait(soonest)
 
 

@@ -495,16 +495,26 @@ def test_a_holder_whose_lease_ran_out_after_its_read_cannot_lose_the_next_update
     seen_by_first = doc.read(fencing_token=first.fencing_token)
     client.delete("lockkit:counter:holder")  # its lease runs out while it is paused
 
-    def second_reads() -> tuple[RedisLock, int]:
-        second = RedisLock(client, "counter", lease=30)
-        assert second.acquire(timeout=5)
-        return second, doc.read(fencing_token=second.fencing_token)
+    second = RedisLock(client, "counter", lease=30)
+    second_has_read, first_has_tried = threading.Event(), threading.Event()
 
-    second, seen_by_second = Worker(second_reads).join()
+    def second_holder() -> None:  # a thread of its own: a lock is owned per thread
+        assert second.acquire(timeout=5)
+        try:
+            token = second.fencing_token
+            seen = doc.read(fencing_token=token)
+            second_has_read.set()
+            assert first_has_tried.wait(30)
+            doc.write(seen + 1, fencing_token=token)
+        finally:
+            second.release()
+
+    worker = Worker(second_holder)
+    assert second_has_read.wait(30)
     with pytest.raises(lockkit.exceptions.StaleWriterError):
         doc.write(seen_by_first + 1, fencing_token=first.fencing_token)
-    Worker(lambda: doc.write(seen_by_second + 1, fencing_token=second.fencing_token)).join()
+    first_has_tried.set()
+    worker.join(30)
     assert doc.read() == 1
-    Worker(second.release).join()
     with pytest.raises(lockkit.exceptions.LockLostError):
         first.release()
