@@ -270,12 +270,13 @@ def test_no_lost_updates_repository_10_keys(tmp_path: Path) -> None:
 BIG = 1 << 20
 
 
-def _rewriter(path: str) -> None:
+def _rewriter(path: str, landed: Any) -> None:
     doc = lockkit.JsonDocument(path)  # real fsync
     i = 0
     while True:
         i += 1
         doc.write({"gen": i, "pad": str(i % 10) * BIG})
+        landed.set()
 
 
 def test_crash_safety_200_sigkills(tmp_path: Path) -> None:
@@ -283,16 +284,19 @@ def test_crash_safety_200_sigkills(tmp_path: Path) -> None:
     lockkit.JsonDocument(path).write({"gen": 0, "pad": "0" * BIG})
     rng = random.Random(1234)
     seen = set()
-    for _ in range(200):
-        child = ctx.Process(target=_rewriter, args=(path,))
+    for round_ in range(200):
+        landed = ctx.Event()
+        child = ctx.Process(target=_rewriter, args=(path, landed))
         child.start()
-        time.sleep(rng.uniform(0, 0.03))  # a random moment of the rewrite, not a synchronisation
+        if round_ % 2:  # every other child gets one write through first, however slow the disk
+            assert landed.wait(120)
+        time.sleep(rng.uniform(0, 0.03))  # a random moment of a rewrite, not a synchronisation
         os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
         child.join(10)
         value = lockkit.JsonDocument(path).read()  # always parses: old or new, never torn
         assert len(value["pad"]) == BIG and set(value["pad"]) == {str(value["gen"] % 10)}
         seen.add(value["gen"])
-    assert len(seen) > 1  # the children did get writes through
+    assert len(seen) > 1  # writes did land (every other child waited for one)
     lockkit.storage.sweep_temp_files(tmp_path, older_than=0)
     assert [n for n in os.listdir(tmp_path) if TEMP_PATTERN.search(n)] == []
 
