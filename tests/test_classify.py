@@ -129,3 +129,9 @@ NOW = 1_800_000_000.0
 def test_parse_retry_after(value: Any, expected: float | None) -> None:
     got = lockkit.resilience.parse_retry_after(value, now=lambda: NOW)
     assert got == pytest.approx(expected) if expected is not None else got is None
+
+
+@pytest.mark.parametrize("value", ["²", "¹", "٣", "1" * 400, "9" * 30, "Fri, 31 Dec 99999 23:59:59 GMT", "-5", "1.5"])
+def test_parse_retry_after_treats_odd_values_as_absent_or_caps_them(value: str) -> None:
+    got = lockkit.resilience.parse_retry_after(value, now=lambda: NOW)
+    assert got is None or 0 <= got <= lockkit.resilience.RETRY_AFTER_CAP

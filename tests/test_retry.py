@@ -253,3 +253,14 @@ def test_budget_refills_over_time() -> None:
     assert b.try_withdraw()
     t.advance(1.0)
     assert b.try_withdraw()
+
+
+def test_retry_without_parentheses_is_refused_at_decoration_time() -> None:
+    with pytest.raises(TypeError, match=r"@retry\(on="):
+
+        @lockkit.retry  # type: ignore[arg-type]
+        def fetch() -> int:  # pragma: no cover
+            return 1
+
+    with pytest.raises(TypeError, match="RetryPolicy"):
+        lockkit.retry("fast", on=ValueError)  # type: ignore[arg-type]

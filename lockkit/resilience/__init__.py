@@ -11,6 +11,7 @@ from lockkit.resilience._backoff import Backoff
 from lockkit.resilience._breaker import BreakerStatistics, CircuitBreaker, CircuitState
 from lockkit.resilience._budget import BudgetStatistics, RetryBudget
 from lockkit.resilience._classify import (
+    RETRY_AFTER_CAP,
     ErrorClass,
     classify,
     parse_retry_after,
@@ -38,6 +39,7 @@ __all__ = [
     "RetryPolicy",
     "classify",
     "fetch_with_retry",
+    "RETRY_AFTER_CAP",
     "parse_retry_after",
     "register_rule",
     "retry",

@@ -209,19 +209,30 @@ def retry_after(obj: Any, *, now: Callable[[], float] = time.time) -> float | No
     return parse_retry_after(value, now=now) if value is not None else None
 
 
+#: The largest ``Retry-After`` parse_retry_after returns (one day, in seconds).
+RETRY_AFTER_CAP = 86400.0
+
+
 def parse_retry_after(value: Any, *, now: Callable[[], float] = time.time) -> float | None:
-    """Parse a ``Retry-After`` header value (seconds or HTTP-date); ``None`` if unusable."""
+    """Parse a ``Retry-After`` header value (seconds or HTTP-date); ``None`` if unusable.
+
+    Only ASCII digits count as seconds (no signs, fractions or other scripts' digits);
+    any value is capped at :data:`RETRY_AFTER_CAP`. Anything else, including a date that
+    cannot be represented, is treated as absent: this never raises.
+    """
     if isinstance(value, bytes):
         value = value.decode("latin-1", "replace")
     if not isinstance(value, str):
         return None
     text = value.strip()
-    if text.isdigit():
-        return float(int(text))
+    if text.isascii() and text.isdigit():
+        if len(text) > 12:  # more than 30,000 years: capped without converting huge numbers
+            return RETRY_AFTER_CAP
+        return min(float(int(text)), RETRY_AFTER_CAP)
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+        if when is None or when.tzinfo is None:
+            return None
+        return min(RETRY_AFTER_CAP, max(0.0, when.timestamp() - now()))
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
         return None
-    if when is None or when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - now())

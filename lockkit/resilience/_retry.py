@@ -12,7 +12,7 @@ from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import tenacity
 
@@ -357,6 +357,15 @@ class _Controller:
         )
 
 
+def _refuse_policy(policy: object) -> NoReturn:
+    if callable(policy):
+        raise TypeError(
+            "@retry needs arguments: write @retry(on=...) (what to retry), not a bare @retry, "
+            f"above {getattr(policy, '__qualname__', policy)!r}"
+        )
+    raise TypeError(f"retry()'s policy must be a RetryPolicy, not {type(policy).__name__}")
+
+
 def retry(
     policy: RetryPolicy | None = None, *, on: RetryOn | None = None, **overrides: Any
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -372,9 +381,12 @@ def retry(
         overrides: Any other :class:`RetryPolicy` field.
 
     Raises:
-        TypeError: Neither ``policy`` nor ``on`` was given.
+        TypeError: Neither ``policy`` nor ``on`` was given, ``policy`` is not a
+            :class:`RetryPolicy`, or the decorator was used without parentheses.
 
     """
+    if policy is not None and not isinstance(policy, RetryPolicy):
+        _refuse_policy(policy)
     if policy is None and on is None:
         raise TypeError("retry() needs on= (what to retry) or a policy that says it")
     base = policy or RetryPolicy()
