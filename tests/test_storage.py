@@ -385,3 +385,33 @@ def test_a_cleaner_deleting_lock_files_during_increments_loses_no_acknowledged_u
         assert p.exitcode == 0
     assert deleted > 0
     assert lockkit.JsonDocument(path).read() == acknowledged
+
+
+def test_deeply_nested_json_is_corrupt_data_not_a_recursion_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(lockkit.CorruptDataError, match="nested"):
+        lockkit.JsonDocument(path).read()
+    assert path.read_text().startswith("[[[")  # never overwritten
+
+
+def test_writing_a_deeply_nested_value_is_a_type_error_and_writes_nothing(tmp_path: Path) -> None:
+    value: Any = []
+    for _ in range(100_000):
+        value = [value]
+    doc = lockkit.JsonDocument(tmp_path / "d.json")
+    doc.write({"ok": 1})
+    with pytest.raises(TypeError, match="nested"):
+        doc.write(value)
+    assert doc.read() == {"ok": 1}
+
+
+@pytest.mark.parametrize("content", ['{"x": NaN}', '{"x": 1e400}', '{"x": -Infinity}'])
+def test_non_finite_numbers_are_refused_when_read(tmp_path: Path, content: str) -> None:
+    # A file that can be read must be writable again: reading NaN or 1e400 (which JSON
+    # cannot store back) is corrupt data, named as such, and the file is left alone.
+    path = tmp_path / "n.json"
+    path.write_text(content)
+    with pytest.raises(lockkit.CorruptDataError, match="finite"):
+        lockkit.JsonDocument(path).read()
+    assert path.read_text() == content

@@ -222,16 +222,17 @@ def test_bad_values_change_nothing(tmp_path: Path) -> None:
     assert store.keys() == ["ok"] and store.statistics().changes == 1
 
 
-def test_corrupt_file_refuses_to_start_or_is_backed_up(tmp_path: Path) -> None:
+@pytest.mark.parametrize("garbage", ["{garbage", "[" * 100_000, '{"k": NaN}'])
+def test_corrupt_file_refuses_to_start_or_is_backed_up(tmp_path: Path, garbage: str) -> None:
     path = tmp_path / "c.json"
-    path.write_text("{garbage")
+    path.write_text(garbage)
     with pytest.raises(lockkit.CorruptDataError):
         lockkit.PersistentStore(path)
-    assert path.read_text() == "{garbage"
+    assert path.read_text() == garbage
     store = lockkit.PersistentStore(path, on_corrupt="backup")
     assert len(store) == 0
     backups = [n for n in os.listdir(tmp_path) if n.startswith("c.json.corrupt-")]
-    assert len(backups) == 1 and (tmp_path / backups[0]).read_text() == "{garbage"
+    assert len(backups) == 1 and (tmp_path / backups[0]).read_text() == garbage
 
 
 @pytest.mark.parametrize("damage", ["wrong key", "tampered", "truncated", "swapped"])

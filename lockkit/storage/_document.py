@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import math
 import os
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -33,16 +34,63 @@ class Serializer(Protocol):
         ...
 
 
+class NonFiniteNumberError(ValueError):
+    """A JSON number that is not finite (``NaN``, ``Infinity``, ``1e400``): it cannot be stored back."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NonFiniteNumberError("a number out of the range of a float")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise NonFiniteNumberError("NaN or Infinity")
+
+
 class JsonSerializer:
-    """The default serializer: the standard library's ``json`` (compact, UTF-8, NaN refused)."""
+    """The default serializer: the standard library's ``json`` (compact, UTF-8).
+
+    Numbers that are not finite are refused both ways (``NaN``, ``Infinity`` and numbers
+    such as ``1e400`` that overflow a float): what can be read can always be written back.
+    """
 
     def dumps(self, value: Any) -> bytes:
         """Serialise ``value``."""
         return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
     def loads(self, data: bytes) -> Any:
-        """Parse ``data``."""
-        return json.loads(data)
+        """Parse ``data``; a non-finite number raises :class:`NonFiniteNumberError`."""
+        return json.loads(data, parse_float=_finite_float, parse_constant=_no_constant)
+
+
+def load_json(serializer: Serializer, raw: bytes, path: str) -> Any:
+    """Parse a data file's bytes; every way they can be bad is :class:`CorruptDataError`.
+
+    The message names the file and the rule, never the content.
+    """
+    try:
+        return serializer.loads(raw)
+    except RecursionError:
+        raise CorruptDataError(f"{path!r} is nested too deeply to read as JSON", path=path) from None
+    except NonFiniteNumberError:
+        raise CorruptDataError(
+            f"{path!r} holds a number that is not finite (NaN, Infinity or out of range), which JSON cannot store back",
+            path=path,
+        ) from None
+    except ValueError as exc:
+        raise CorruptDataError(f"{path!r} is not valid JSON: {type(exc).__name__}", path=path) from None
+
+
+def dump_json(serializer: Serializer, value: Any) -> bytes:
+    """Serialise a value to store; anything that cannot be stored is ``TypeError``."""
+    try:
+        return serializer.dumps(value)
+    except RecursionError:
+        raise TypeError("value is nested too deeply to be stored as JSON") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(f"value cannot be stored as JSON: {exc}") from None
 
 
 class _Orjson:
@@ -167,10 +215,7 @@ class JsonDocument:
     def _parse(self, raw: bytes) -> _Content:
         if not raw.strip():
             raise CorruptDataError(f"{self._path!r} is empty: expected JSON (truncated write?)", path=self._path)
-        try:
-            parsed = self._serializer.loads(raw)
-        except ValueError as exc:
-            raise CorruptDataError(f"{self._path!r} is not valid JSON: {type(exc).__name__}", path=self._path) from None
+        parsed = load_json(self._serializer, raw, self._path)
         if isinstance(parsed, dict) and parsed.get("lockkit") == 1 and _ENVELOPE_KEYS.issuperset(parsed):
             version, fence = parsed.get("version"), parsed.get("fence", 0)
             if not isinstance(version, int) or not isinstance(fence, int) or "data" not in parsed:
@@ -191,10 +236,7 @@ class JsonDocument:
             raise CorruptDataError(f"{self._path!r} holds a {type(value).__name__}, not {expected}", path=self._path)
 
     def _encode(self, value: Any, version: int, fence: int) -> bytes:
-        try:
-            data = self._serializer.dumps(value)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise TypeError(f"value cannot be stored as JSON: {exc}") from None
+        data = dump_json(self._serializer, value)
         if self._plain:
             return data + b"\n"
         return b'{"lockkit":1,"version":%d,"fence":%d,"data":%s}\n' % (version, fence, data)

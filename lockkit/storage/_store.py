@@ -20,7 +20,7 @@ from lockkit.files._filelock import FileLock
 from lockkit.resilience._backoff import Backoff
 from lockkit.storage._atomic import atomic_write, read_optional
 from lockkit.storage._crypto import EncryptionService, file_associated_data
-from lockkit.storage._document import JsonSerializer, Serializer
+from lockkit.storage._document import JsonSerializer, Serializer, dump_json, load_json
 
 SaveMode = Literal["immediate", "debounced", "background"]
 Merge = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
@@ -190,10 +190,7 @@ class PersistentStore:
     def _decode(self, blob: bytes) -> dict[str, tuple[Any, float | None]]:
         if self._codec is not None:
             blob = self._codec.decrypt(blob, associated_data=file_associated_data(self._path), path=self._path)
-        try:
-            parsed = self._serializer.loads(blob)
-        except ValueError:
-            raise CorruptDataError(f"{self._path!r} is not valid JSON", path=self._path) from None
+        parsed = load_json(self._serializer, blob, self._path)
         if not isinstance(parsed, dict):
             raise CorruptDataError(f"{self._path!r} does not hold a JSON object", path=self._path)
         if parsed.get("lockkit_store") != 1:
@@ -211,7 +208,9 @@ class PersistentStore:
         return out
 
     def _encode(self, entries: dict[str, tuple[Any, float | None]]) -> bytes:
-        blob = self._serializer.dumps({"lockkit_store": 1, "entries": {k: [v, e] for k, (v, e) in entries.items()}})
+        blob = dump_json(
+            self._serializer, {"lockkit_store": 1, "entries": {k: [v, e] for k, (v, e) in entries.items()}}
+        )
         if self._codec is not None:
             blob = self._codec.encrypt(blob, associated_data=file_associated_data(self._path))
         return blob
@@ -244,7 +243,7 @@ class PersistentStore:
     def _check_value(self, key: object, value: Any) -> None:
         if not isinstance(key, str):
             raise TypeError(f"store keys must be str, not {type(key).__name__}")
-        self._serializer.dumps(value)  # refuse what cannot be saved, before changing anything
+        dump_json(self._serializer, value)  # refuse what cannot be saved, before changing anything
 
     def __getitem__(self, key: str) -> Any:
         with self._mu:
