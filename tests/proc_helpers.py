@@ -190,3 +190,35 @@ def acknowledged_increments(doc_path: str, cycles: int, out: Any) -> None:
             continue  # refused, not acknowledged: nothing was written
         done += 1
     out.put(done)
+
+
+def storage_with_tiny_file_limit(directory: str, result: Any) -> None:
+    """Write through every storage entry point while files may not grow past 4 KiB (EFBIG)."""
+    import resource
+    import signal
+
+    from lockkit.storage import atomic_write
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    big = "x" * 10_000
+
+    def attempt(name: str, fn: Any) -> None:
+        try:
+            fn()
+            result.put((name, "ok"))
+        except Exception as exc:
+            result.put((name, type(exc).__name__))
+
+    def write() -> None:
+        with atomic_write(os.path.join(directory, "a.txt"), "w") as f:
+            f.write(big)
+
+    attempt("atomic_write", write)
+    attempt("JsonDocument.write", lambda: lockkit.JsonDocument(os.path.join(directory, "d.json")).write(big))
+    store = lockkit.PersistentStore(os.path.join(directory, "s.json"), save="immediate")
+    attempt("PersistentStore.set", lambda: store.set("k", big))
+    later = lockkit.PersistentStore(os.path.join(directory, "t.json"), save="debounced")
+    later["k"] = big
+    attempt("PersistentStore.flush", later.flush)
+    result.put(("done", ""))

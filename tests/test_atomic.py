@@ -78,7 +78,7 @@ def test_failure_injection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(os, failing, fail)  # a disk error we cannot cause for real
-    with pytest.raises(OSError, match="Input/output"), lockkit.atomic_write(target) as f:
+    with pytest.raises(lockkit.StorageError, match="input/output error"), lockkit.atomic_write(target) as f:
         f.write("new")
     monkeypatch.undo()
     assert target.read_text() == "old"

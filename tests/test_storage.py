@@ -415,3 +415,23 @@ def test_non_finite_numbers_are_refused_when_read(tmp_path: Path, content: str) 
     with pytest.raises(lockkit.CorruptDataError, match="finite"):
         lockkit.JsonDocument(path).read()
     assert path.read_text() == content
+
+
+@pytest.mark.timeout(60)
+def test_a_full_disk_is_a_storage_error_everywhere(tmp_path: Path) -> None:
+    import proc_helpers
+
+    result = ctx.Queue()
+    child = ctx.Process(target=proc_helpers.storage_with_tiny_file_limit, args=(str(tmp_path), result))
+    child.start()
+    outcomes = {}
+    while True:
+        name, outcome = result.get(timeout=30)
+        if name == "done":
+            break
+        outcomes[name] = outcome
+    child.join(30)
+    assert outcomes == dict.fromkeys(
+        ["atomic_write", "JsonDocument.write", "PersistentStore.set", "PersistentStore.flush"], "StorageError"
+    )
+    assert not [p for p in os.listdir(tmp_path) if TEMP_PATTERN.search(p)]

@@ -27,6 +27,7 @@ from lockkit.resilience._retry import (
 )
 
 __all__ = [
+    "RETRY_AFTER_CAP",
     "Attempt",
     "Backoff",
     "BreakerStatistics",
@@ -39,7 +40,6 @@ __all__ = [
     "RetryPolicy",
     "classify",
     "fetch_with_retry",
-    "RETRY_AFTER_CAP",
     "parse_retry_after",
     "register_rule",
     "retry",

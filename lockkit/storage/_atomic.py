@@ -12,12 +12,16 @@ import time
 from collections.abc import Callable, Iterator
 from typing import IO, Any, Literal, overload
 
-from lockkit.exceptions import StorageError
+from lockkit.exceptions import LockkitError, StorageError
 
 #: Temp files of atomic_write: ``<name>.tmp.<12 hex digits>``.
 TEMP_PATTERN = re.compile(r"\.tmp\.[0-9a-f]{12}$")
 #: Leftovers of the marker strategy: unpublished marker directories ``<name>.<16 hex>.tmp``.
 MARKER_LEFTOVER = re.compile(r"\.[0-9a-f]{16}\.tmp$")
+
+
+#: Errors of the device rather than of the caller: a write that hits one is a StorageError.
+_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
 
 
 def storage_error(path: str, exc: OSError, action: str) -> StorageError:
@@ -28,6 +32,9 @@ def storage_error(path: str, exc: OSError, action: str) -> StorageError:
         errno.EPERM: "permission denied",
         errno.EROFS: "the file system is read-only",
         errno.ENOSPC: "no space left on the device",
+        errno.EDQUOT: "the disk quota is exceeded",
+        errno.EFBIG: "the file size limit is exceeded",
+        errno.EIO: "input/output error on the device",
         errno.EISDIR: "it is a directory",
         errno.ELOOP: "too many levels of symbolic links",
     }
@@ -162,21 +169,39 @@ def _atomic_write(
         raise
     try:
         with f:
-            yield f
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        if commit is None:
-            os.replace(tmp, target)
-        else:
-            with commit(target):
+            try:
+                yield f
+            except OSError as exc:
+                if isinstance(exc, LockkitError) or exc.errno not in _DISK_ERRORS:
+                    raise
+                raise storage_error(target, exc, "write") from exc  # the caller's write hit a full disk
+            try:
+                f.flush()
+                if fsync:
+                    os.fsync(f.fileno())
+            except OSError as exc:
+                raise storage_error(target, exc, "write") from exc
+        try:
+            if commit is None:
                 os.replace(tmp, target)
+            else:
+                with commit(target):
+                    os.replace(tmp, target)
+        except OSError as exc:
+            if isinstance(exc, LockkitError):
+                raise
+            raise storage_error(target, exc, "replace") from exc
     except BaseException:
+        with contextlib.suppress(OSError):
+            f.close()  # closing flushes again: on a full disk that fails too
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     if fsync:
-        fsync_directory(directory)
+        try:
+            fsync_directory(directory)
+        except OSError as exc:
+            raise storage_error(directory, exc, "sync directory") from exc
 
 
 class AtomicWriter:
