@@ -17,6 +17,7 @@ __all__ = [
     "CorruptDataError",
     "DeadlockError",
     "DecryptionError",
+    "InvalidKeyError",
     "LockFileError",
     "LockLostError",
     "LockTimeoutError",
@@ -131,6 +132,14 @@ class LockFileError(LockkitError, OSError):
         super().__init__(message)
         self.path = path
         self.errno = errno
+
+
+class InvalidKeyError(LockkitError, ValueError):
+    """A record key breaks a rule (empty, too long, a path, not valid Unicode, not NFC...).
+
+    The message names the rule, never the key (keys are often session ids). Nothing
+    was read or written.
+    """
 
 
 class LockLostError(LockkitError):

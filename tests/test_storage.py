@@ -435,3 +435,23 @@ def test_a_full_disk_is_a_storage_error_everywhere(tmp_path: Path) -> None:
         ["atomic_write", "JsonDocument.write", "PersistentStore.set", "PersistentStore.flush"], "StorageError"
     )
     assert not [p for p in os.listdir(tmp_path) if TEMP_PATTERN.search(p)]
+
+
+@pytest.mark.parametrize(
+    ("key", "rule"),
+    [("\udcc3\udca9", "valid Unicode"), ("e\u0301", "NFC"), ("caf\udce9", "valid Unicode")],
+)
+def test_keys_that_could_alias_another_record_are_refused(tmp_path: Path, key: str, rule: str) -> None:
+    repo = lockkit.JsonRepository(tmp_path)
+    with pytest.raises(lockkit.exceptions.InvalidKeyError, match=rule) as info:
+        repo.put(key, 1)
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(lockkit.exceptions.InvalidKeyError):
+        repo.modify_many([key, "\u00e9"], lambda values: values)  # refused, never a self-deadlock
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_nfc_key_is_one_record(tmp_path: Path) -> None:
+    repo = lockkit.JsonRepository(tmp_path)
+    repo.put("\u00e9", 1)
+    assert repo.get("\u00e9") == 1 and list(repo.keys()) == ["\u00e9"]

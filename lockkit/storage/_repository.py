@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from lockkit.exceptions import InvalidKeyError
 from lockkit.files._filelock import lock_key
 from lockkit.files._strategy import StrategyName
 from lockkit.storage._atomic import TEMP_PATTERN, storage_error
@@ -16,25 +18,39 @@ MAX_KEY_BYTES = 200
 
 
 def check_key(key: object) -> str:
-    """Validate a record key: a file name, never a path.
+    """Validate a record key: a file name, never a path, and one record per key.
+
+    A key must be valid Unicode (no lone surrogates: they would let two different
+    strings name one file) in normalisation form NFC (``"e\u0301"`` and ``"\u00e9"``
+    would otherwise be two records that look the same). Normalise keys you receive
+    with ``unicodedata.normalize("NFC", key)``.
 
     Raises:
         TypeError: The key is not a string.
-        ValueError: The key is empty, too long, ``.``/``..``, starts with a dot, or
-            contains a path separator or a NUL or control character.
+        InvalidKeyError: The key is empty, too long, ``.``/``..``, starts with a dot,
+            contains a path separator or a NUL or control character, is not valid
+            Unicode, or is not in NFC. Also a ``ValueError``.
     """
     if not isinstance(key, str):
         raise TypeError(f"record keys must be str, not {type(key).__name__}")
     if not key:
-        raise ValueError("record key must not be empty")
-    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        raise ValueError(f"record key must be at most {MAX_KEY_BYTES} bytes in UTF-8")
+        raise InvalidKeyError("record key must not be empty")
+    try:
+        encoded = key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidKeyError("record key must be valid Unicode (it contains a lone surrogate)") from None
+    if len(encoded) > MAX_KEY_BYTES:
+        raise InvalidKeyError(f"record key must be at most {MAX_KEY_BYTES} bytes in UTF-8")
     if key.startswith("."):
-        raise ValueError("record key must not start with '.' (no '.', '..' or hidden names)")
+        raise InvalidKeyError("record key must not start with '.' (no '.', '..' or hidden names)")
     if "/" in key or "\\" in key or (os.altsep and os.altsep in key):
-        raise ValueError("record key must not contain a path separator")
+        raise InvalidKeyError("record key must not contain a path separator")
     if any(ord(c) < 32 or ord(c) == 127 for c in key):
-        raise ValueError("record key must not contain NUL or control characters")
+        raise InvalidKeyError("record key must not contain NUL or control characters")
+    if not unicodedata.is_normalized("NFC", key):
+        raise InvalidKeyError(
+            'record key must be in Unicode normalisation form NFC (unicodedata.normalize("NFC", key))'
+        )
     return key
 
 
