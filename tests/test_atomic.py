@@ -30,14 +30,19 @@ def test_writes_text_and_bytes(tmp_path: Path) -> None:
     assert temps(tmp_path) == []
 
 
-def test_new_file_gets_umask_mode_not_0600(tmp_path: Path) -> None:
+def test_new_file_is_private_unless_asked(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
         with lockkit.atomic_write(tmp_path / "new.txt") as f:
             f.write("x")
+        with lockkit.atomic_write(tmp_path / "public.txt", file_mode=0o644) as f:
+            f.write("x")
+        with pytest.raises(ValueError, match="owner read and write"):
+            lockkit.atomic_write(tmp_path / "x.txt", file_mode=0o400)
     finally:
         os.umask(old)
-    assert stat.S_IMODE(os.stat(tmp_path / "new.txt").st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(tmp_path / "new.txt").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "public.txt").st_mode) == 0o644
 
 
 def test_existing_mode_is_preserved(tmp_path: Path) -> None:

@@ -455,3 +455,54 @@ def test_an_nfc_key_is_one_record(tmp_path: Path) -> None:
     repo = lockkit.JsonRepository(tmp_path)
     repo.put("\u00e9", 1)
     assert repo.get("\u00e9") == 1 and list(repo.keys()) == ["\u00e9"]
+
+
+def _modes(directory: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mode & 0o777 for p in directory.iterdir() if p.is_file()}
+
+
+def test_new_files_are_private_by_default(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        lockkit.JsonDocument(tmp_path / "d.json").write({"secret": 1})
+        lockkit.JsonRepository(tmp_path / "repo").put("k", 1)
+        store = lockkit.PersistentStore(tmp_path / "s.json")
+        store["k"] = "v"
+        store.flush()
+        with lockkit.atomic_write(tmp_path / "a.txt", "w") as f:
+            f.write("x")
+        with lockkit.FileLock(tmp_path / "m.lock", strategy="marker") as lock:
+            assert lock.fencing_token
+    finally:
+        os.umask(old)
+    modes = {**_modes(tmp_path), **{f"repo/{k}": v for k, v in _modes(tmp_path / "repo").items()}}
+    assert modes and all(mode == 0o600 for mode in modes.values()), {k: oct(v) for k, v in modes.items()}
+
+
+def test_an_explicit_file_mode_and_an_existing_mode_are_kept(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        doc = lockkit.JsonDocument(tmp_path / "shared.json", file_mode=0o640)
+        doc.write(1)
+        assert _modes(tmp_path) == {"shared.json": 0o640, "shared.json.lock": 0o640}
+        os.chmod(tmp_path / "shared.json", 0o644)
+        lockkit.JsonDocument(tmp_path / "shared.json").write(2)  # a rewrite keeps the file's mode
+        assert _modes(tmp_path)["shared.json"] == 0o644
+    finally:
+        os.umask(old)
+
+
+def test_documents_and_repositories_pass_stale_after_to_their_marker_locks(tmp_path: Path) -> None:
+    import socket as _socket
+
+    import proc_helpers
+
+    record = {"pid": 1, "host": "some-other-host", "start": "x:1", "thread": "t", "at": time.time() - 100}
+    assert _socket.gethostname() != "some-other-host"
+    proc_helpers.write_marker(tmp_path / "d.json.lock", record, mtime=time.time() - 100)
+    proc_helpers.write_marker(tmp_path / "k.json.lock", record, mtime=time.time() - 100)
+    doc = lockkit.JsonDocument(tmp_path / "d.json", strategy="marker", stale_after=10, timeout=5)
+    doc.write(1)  # the 100 s old marker of another host is stale after 10 s
+    repo = lockkit.JsonRepository(tmp_path, strategy="marker", stale_after=10, timeout=5)
+    repo.put("k", 1)
+    assert doc.read() == 1 and repo.get("k") == 1

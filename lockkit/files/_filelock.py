@@ -9,7 +9,7 @@ from types import TracebackType
 
 from lockkit._internal import fork as _fork
 from lockkit._internal.deadline import Deadline, check_timeout, monotonic, timeout_error
-from lockkit._internal.paths import check_path
+from lockkit._internal.paths import check_file_mode, check_path
 from lockkit._internal.stats import Counters, LockStatistics
 from lockkit.exceptions import DeadlockError, LockLostError, LockTimeoutError, NotOwnerError
 from lockkit.files._holder import LockInfo
@@ -100,6 +100,10 @@ class FileLock(ConditionSupport):
             is stale (a live holder refreshes it every ``stale_after / 3``).
         poll_initial: First backoff cap (seconds) while waiting with a finite timeout.
         poll_max: Largest backoff cap while waiting with a finite timeout.
+        file_mode: Permission bits of the lock file and its sidecars when this lock
+            creates them (minus the umask). The default ``0o600`` lets only the owner
+            open them: anyone who can open a lock file can lock it and block every
+            writer. Use ``0o660`` for a group of users sharing the directory.
 
     Raises:
         LockFileError: (on acquire) the lock file is a symlink, its directory is
@@ -116,7 +120,9 @@ class FileLock(ConditionSupport):
         stale_after: float = 300.0,
         poll_initial: float = 0.0002,
         poll_max: float = 0.01,
+        file_mode: int = 0o600,
     ) -> None:
+        file_mode = check_file_mode(file_mode)
         if strategy not in ("kernel", "marker"):
             raise ValueError(f"strategy must be 'kernel' or 'marker', not {strategy!r}")
         if shared and strategy == "marker":
@@ -132,9 +138,9 @@ class FileLock(ConditionSupport):
         self._poll = (float(poll_initial), float(poll_max))
         self._strategy: LockStrategy
         if strategy == "kernel":
-            self._strategy = KernelStrategy(self._path, self._key, self._backoff)
+            self._strategy = KernelStrategy(self._path, self._key, self._backoff, file_mode)
         else:
-            self._strategy = MarkerStrategy(self._path, self._key, float(stale_after), self._backoff)
+            self._strategy = MarkerStrategy(self._path, self._key, float(stale_after), self._backoff, file_mode)
         self._stats = Counters()
         self._acquisitions = 0
         self._reset_after_fork()

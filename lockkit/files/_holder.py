@@ -221,7 +221,7 @@ def record_info(record: dict[str, Any]) -> LockInfo:
     )
 
 
-def open_lock_file(path: str, flags: int, mode: int = 0o666) -> int:
+def open_lock_file(path: str, flags: int, mode: int = 0o600) -> int:
     """Open a lock-related file with ``O_NOFOLLOW|O_CLOEXEC``, translating errors.
 
     Raises:

@@ -46,10 +46,11 @@ class PathState:
     never evicted, so no thread's descriptor is closed under it.
     """
 
-    __slots__ = ("dev", "fd", "gate", "ino", "path", "pins", "shared", "writer_gate")
+    __slots__ = ("dev", "fd", "file_mode", "gate", "ino", "path", "pins", "shared", "writer_gate")
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, file_mode: int = 0o600) -> None:
         self.path = path
+        self.file_mode = file_mode  # for the lock file and its gate, when this process creates them
         self.pins = 0
         self.fd = -1
         self.writer_gate = -1
@@ -60,7 +61,7 @@ class PathState:
 
     def open(self) -> int:
         if self.fd < 0:
-            fd = open_lock_file(self.path, os.O_RDWR | os.O_CREAT)
+            fd = open_lock_file(self.path, os.O_RDWR | os.O_CREAT, self.file_mode)
             st = os.fstat(fd)
             self.fd, self.dev, self.ino = fd, st.st_dev, st.st_ino
         return self.fd
@@ -68,7 +69,7 @@ class PathState:
     def open_writer_gate(self) -> int:
         """The descriptor of ``<lock file>.gate``, which a waiting writer holds exclusively."""
         if self.writer_gate < 0:
-            self.writer_gate = open_lock_file(self.path + ".gate", os.O_RDWR | os.O_CREAT)
+            self.writer_gate = open_lock_file(self.path + ".gate", os.O_RDWR | os.O_CREAT, self.file_mode)
         return self.writer_gate
 
     def close(self) -> None:
@@ -91,7 +92,7 @@ _states: OrderedDict[str, PathState] = OrderedDict()
 _states_mu = threading.Lock()
 
 
-def pin_state(key: str, path: str) -> PathState:
+def pin_state(key: str, path: str, file_mode: int = 0o600) -> PathState:
     """The process-wide state of ``key``, pinned for the caller (undo with :func:`unpin_state`).
 
     The cache is LRU-bounded: making a new state closes the descriptors of the least
@@ -100,7 +101,7 @@ def pin_state(key: str, path: str) -> PathState:
     with _states_mu:
         st = _states.get(key)
         if st is None:
-            st = _states[key] = PathState(path)
+            st = _states[key] = PathState(path, file_mode)
             if len(_states) > MAX_IDLE_DESCRIPTORS:
                 for other_key in list(_states):
                     if len(_states) <= MAX_IDLE_DESCRIPTORS:
@@ -320,12 +321,12 @@ class KernelStrategy(LockStrategy):
 
     name: StrategyName = "kernel"
 
-    def __init__(self, path: str, key: str, make_backoff: Callable[[], Backoff]) -> None:
-        super().__init__(path, key)
+    def __init__(self, path: str, key: str, make_backoff: Callable[[], Backoff], file_mode: int = 0o600) -> None:
+        super().__init__(path, key, file_mode)
         self._make_backoff = make_backoff
 
     def take(self, shared: bool, deadline: Deadline | None) -> PathState | None:
-        st = pin_state(self.key, self.path)  # unpinned by release(), or below on failure
+        st = pin_state(self.key, self.path, self.file_mode)  # unpinned by release(), or below on failure
         try:
             if self._take(st, shared, deadline):
                 return st

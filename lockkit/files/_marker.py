@@ -212,8 +212,8 @@ heartbeat = _Heartbeat()
 _fork.register(heartbeat)
 
 
-def fence_bump(path: str) -> int:
-    fd = open_lock_file(path + ".fence", os.O_RDWR | os.O_CREAT, 0o600)
+def fence_bump(path: str, file_mode: int = 0o600) -> int:
+    fd = open_lock_file(path + ".fence", os.O_RDWR | os.O_CREAT, file_mode)
     try:
         head = os.pread(fd, 20, 0)
         token = next_fence(int(head) if head.isdigit() else 0)
@@ -238,19 +238,29 @@ def fence_value(path: str) -> int:
     return int(head) if head.isdigit() else 0
 
 
-def try_publish(path: str, stale_after: float) -> MarkerHold | None:
+def _directory_mode(file_mode: int) -> int:
+    """A marker directory's mode for ``file_mode``: whoever may write the files may break markers."""
+    mode = 0o700
+    if file_mode & 0o060:
+        mode |= 0o070
+    if file_mode & 0o006:
+        mode |= 0o007
+    return mode
+
+
+def try_publish(path: str, stale_after: float, file_mode: int = 0o600) -> MarkerHold | None:
     """Publish our marker if there is none; ``None`` if one is published."""
     token = secrets.token_hex(8)
     tmp = f"{path}.{token}.tmp"
     name = _OWNER + token
     try:
-        os.mkdir(tmp, 0o700)
+        os.mkdir(tmp, _directory_mode(file_mode))
     except OSError as exc:
         raise lock_file_error(path, exc) from exc
     fd = -1
     published = False
     try:
-        fd = open_lock_file(os.path.join(tmp, name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = open_lock_file(os.path.join(tmp, name), os.O_RDWR | os.O_CREAT | os.O_EXCL, file_mode)
         try:
             record = memoryview(b"%s%.3f}\n" % (record_prefix(), time.time()))
             while record:  # a short write (a size limit, a nearly full disk) must not publish half a record
@@ -307,15 +317,22 @@ class MarkerStrategy(LockStrategy):
 
     name: StrategyName = "marker"
 
-    def __init__(self, path: str, key: str, stale_after: float, make_backoff: Callable[[], Backoff]) -> None:
-        super().__init__(path, key)
+    def __init__(
+        self,
+        path: str,
+        key: str,
+        stale_after: float,
+        make_backoff: Callable[[], Backoff],
+        file_mode: int = 0o600,
+    ) -> None:
+        super().__init__(path, key, file_mode)
         self._stale_after = stale_after
         self._make_backoff = make_backoff
 
     def take(self, shared: bool, deadline: Deadline | None) -> MarkerHold | None:
         backoff: Backoff | None = None
         while True:
-            hold = try_publish(self.path, self._stale_after)
+            hold = try_publish(self.path, self._stale_after, self.file_mode)
             if hold is not None:
                 heartbeat.add(hold)
                 return hold
@@ -349,7 +366,7 @@ class MarkerStrategy(LockStrategy):
         return ticket.still_ours()
 
     def fencing_token(self, ticket: object, shared: bool) -> int:
-        return fence_bump(self.path)
+        return fence_bump(self.path, self.file_mode)
 
     def holder(self) -> LockInfo | None:
         seen = read_marker(self.path)

@@ -25,16 +25,18 @@ class LockStrategy(ABC):
     Args:
         path: The absolute path of the lock file.
         key: The canonical identity of the lock file in this process.
+        file_mode: Permission bits for the files the strategy creates (minus the umask).
 
     """
 
-    __slots__ = ("key", "path")
+    __slots__ = ("file_mode", "key", "path")
 
     name: StrategyName
 
-    def __init__(self, path: str, key: str) -> None:
+    def __init__(self, path: str, key: str, file_mode: int = 0o600) -> None:
         self.path = path
         self.key = key
+        self.file_mode = file_mode
 
     @abstractmethod
     def take(self, shared: bool, deadline: Deadline | None) -> object | None:

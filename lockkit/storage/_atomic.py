@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import IO, Any, Literal, overload
 
+from lockkit._internal.paths import check_file_mode
 from lockkit.exceptions import LockkitError, StorageError
 
 #: Temp files of atomic_write: ``<name>.tmp.<12 hex digits>``.
@@ -81,6 +82,7 @@ def atomic_write(
     encoding: str = "utf-8",
     fsync: bool = True,
     preserve_mode: bool = True,
+    file_mode: int = 0o600,
 ) -> contextlib.AbstractContextManager[IO[str]]: ...
 
 
@@ -92,6 +94,7 @@ def atomic_write(
     encoding: str = "utf-8",
     fsync: bool = True,
     preserve_mode: bool = True,
+    file_mode: int = 0o600,
 ) -> contextlib.AbstractContextManager[IO[bytes]]: ...
 
 
@@ -102,13 +105,15 @@ def atomic_write(
     encoding: str = "utf-8",
     fsync: bool = True,
     preserve_mode: bool = True,
+    file_mode: int = 0o600,
 ) -> contextlib.AbstractContextManager[IO[Any]]:
     """Write a file atomically and durably: readers see the old or the new content, whole.
 
     The recipe: a temp file ``<path>.tmp.<random>`` in the same directory
     (``O_CREAT|O_EXCL|O_NOFOLLOW``), write, flush, ``fsync``, ``os.replace`` over the
     target, ``fsync`` of the directory. The target keeps its mode (and owner where
-    permitted); a new file gets ``0o666 & ~umask``. Any exception inside the block or
+    permitted); a new file gets ``file_mode & ~umask`` (``0o600``: readable by its
+    owner only, unless you ask for more). Any exception inside the block or
     while publishing removes the temp file and leaves the target untouched.
 
     A symlink at ``path`` is written through: its target file is replaced and the link
@@ -125,6 +130,7 @@ def atomic_write(
         fsync: Flush to stable storage (file and directory). ``False`` keeps atomicity
             but not durability across a power loss.
         preserve_mode: Keep the existing file's permission bits and owner.
+        file_mode: Permission bits of a new file (minus the umask).
 
     Raises:
         StorageError: The directory is missing, read-only or not writable.
@@ -132,7 +138,7 @@ def atomic_write(
     """
     if mode not in ("w", "wb"):
         raise ValueError("mode must be 'w' or 'wb'")
-    return _atomic_write(os.fspath(path), mode, encoding, fsync, preserve_mode)
+    return _atomic_write(os.fspath(path), mode, encoding, fsync, preserve_mode, file_mode=check_file_mode(file_mode))
 
 
 @contextlib.contextmanager
@@ -143,6 +149,7 @@ def _atomic_write(
     fsync: bool,
     preserve_mode: bool,
     commit: Callable[[str], contextlib.AbstractContextManager[object]] | None = None,
+    file_mode: int = 0o600,
 ) -> Iterator[IO[Any]]:
     """:func:`atomic_write`; ``commit(target)``, if given, is held around the final rename."""
     target = resolve_target(path)
@@ -153,7 +160,7 @@ def _atomic_write(
             existing = os.stat(target)
     tmp = f"{target}.tmp.{secrets.token_hex(6)}"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, file_mode)
     except OSError as exc:
         raise storage_error(target, exc, "write") from exc
     try:

@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from lockkit._internal.paths import check_file_mode
 from lockkit.exceptions import (
     ConflictError,
     CorruptDataError,
@@ -161,6 +162,11 @@ class JsonDocument:
         plain: Store bare JSON without the envelope.
         validate: A type (or predicate) the data must satisfy; anything else is
             :class:`~lockkit.exceptions.CorruptDataError`.
+        stale_after: Marker strategy: seconds without heartbeat after which a marker
+            is stale (see :class:`~lockkit.FileLock`).
+        file_mode: Permission bits of the data file and its lock files when they are
+            created (minus the umask); ``0o600`` by default. A rewrite keeps the data
+            file's existing mode.
     """
 
     def __init__(
@@ -173,15 +179,21 @@ class JsonDocument:
         strategy: StrategyName = "kernel",
         plain: bool = False,
         validate: type | Callable[[Any], bool] | None = None,
+        stale_after: float = 300.0,
+        file_mode: int = 0o600,
     ) -> None:
         self._path = os.path.abspath(os.fspath(path))
+        self._file_mode = check_file_mode(file_mode)
         self._serializer = serializer or default_serializer()
         self._fsync = fsync
         self._timeout = timeout
         self._plain = plain
         self._validate = validate
-        self._read_lock = FileLock(self._path + ".lock", shared=True, timeout=timeout, strategy="kernel")
-        self._write_lock = FileLock(self._path + ".lock", timeout=timeout, strategy=strategy)
+        lock_path = self._path + ".lock"
+        self._read_lock = FileLock(lock_path, shared=True, timeout=timeout, file_mode=file_mode)
+        self._write_lock = FileLock(
+            lock_path, timeout=timeout, strategy=strategy, stale_after=stale_after, file_mode=file_mode
+        )
         if strategy == "marker":
             self._read_lock = self._write_lock  # markers are exclusive only
 
@@ -248,7 +260,7 @@ class JsonDocument:
             return commit_point(target, self._write_lock, seen, self._timeout)
 
         try:
-            with _atomic_write(self._path, "wb", "utf-8", self._fsync, True, commit) as f:
+            with _atomic_write(self._path, "wb", "utf-8", self._fsync, True, commit, self._file_mode) as f:
                 f.write(blob)
         except StorageError:
             raise

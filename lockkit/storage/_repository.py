@@ -73,6 +73,10 @@ class JsonRepository:
         timeout: Lock timeout per record (``None`` waits forever).
         strategy: The :class:`~lockkit.FileLock` strategy.
         suffix: File name suffix of records.
+        stale_after: Marker strategy: seconds without heartbeat after which a
+            record's marker is stale.
+        file_mode: Permission bits of new record and lock files (minus the umask);
+            ``0o600`` by default.
     """
 
     def __init__(
@@ -84,6 +88,8 @@ class JsonRepository:
         timeout: float | None = None,
         strategy: StrategyName = "kernel",
         suffix: str = ".json",
+        stale_after: float = 300.0,
+        file_mode: int = 0o600,
     ) -> None:
         self._dir = os.path.abspath(os.fspath(directory))
         try:
@@ -98,6 +104,8 @@ class JsonRepository:
             "fsync": fsync,
             "timeout": timeout,
             "strategy": strategy,
+            "stale_after": stale_after,
+            "file_mode": file_mode,
         }
 
     @property

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from lockkit._internal import log as _log
 from lockkit._internal.deadline import Deadline
+from lockkit._internal.paths import check_file_mode
 from lockkit.exceptions import CorruptDataError, DecryptionError, StoreClosedError
 from lockkit.files._filelock import FileLock
 from lockkit.resilience._backoff import Backoff
@@ -129,6 +130,9 @@ class PersistentStore:
         fsync: Durable saves.
         timeout: Lock timeout in seconds for loads and saves.
         serializer: JSON serializer (default: strict json).
+        file_mode: Permission bits of the store's file and its lock file when they are
+            created (minus the umask). ``0o600`` by default: a store often holds
+            sessions or tokens, and read access to an unencrypted store is access to them.
 
     Raises:
         CorruptDataError: The file is corrupt and ``on_corrupt="raise"``.
@@ -148,7 +152,9 @@ class PersistentStore:
         fsync: bool = True,
         timeout: float | None = 30.0,
         serializer: Serializer | None = None,
+        file_mode: int = 0o600,
     ) -> None:
+        self._file_mode = check_file_mode(file_mode)
         if save not in ("immediate", "debounced", "background"):
             raise ValueError("save must be 'immediate', 'debounced' or 'background'")
         if on_corrupt not in ("raise", "backup"):
@@ -164,8 +170,8 @@ class PersistentStore:
         self._fsync = fsync
         self._timeout = timeout
         self._serializer = serializer or JsonSerializer()
-        self._file_lock = FileLock(self._path + ".lock", timeout=timeout)
-        self._read_lock = FileLock(self._path + ".lock", shared=True, timeout=timeout)
+        self._file_lock = FileLock(self._path + ".lock", timeout=timeout, file_mode=file_mode)
+        self._read_lock = FileLock(self._path + ".lock", shared=True, timeout=timeout, file_mode=file_mode)
         self._mu = threading.Condition(threading.Lock())
         self._save_mu = threading.Lock()
         self._data: dict[str, tuple[Any, float | None]] = {}
@@ -385,7 +391,7 @@ class PersistentStore:
                 if self._merge is not None:
                     snapshot = self._merged(snapshot)
                 blob = self._encode(snapshot)
-                with atomic_write(self._path, "wb", fsync=self._fsync) as f:
+                with atomic_write(self._path, "wb", fsync=self._fsync, file_mode=self._file_mode) as f:
                     f.write(blob)
             finally:
                 self._file_lock.release()
