@@ -506,3 +506,41 @@ def test_documents_and_repositories_pass_stale_after_to_their_marker_locks(tmp_p
     repo = lockkit.JsonRepository(tmp_path, strategy="marker", stale_after=10, timeout=5)
     repo.put("k", 1)
     assert doc.read() == 1 and repo.get("k") == 1
+
+
+def test_a_symlink_and_its_target_share_one_lock(tmp_path: Path) -> None:
+    real = tmp_path / "real.json"
+    link = tmp_path / "link.json"
+    lockkit.JsonDocument(real).write(0)
+    link.symlink_to(real)
+    assert lockkit.JsonDocument(link).lock.path == lockkit.JsonDocument(real).lock.path == str(real) + ".lock"
+
+    def bump(path: Path) -> None:
+        doc = lockkit.JsonDocument(path, fsync=False)
+        for _ in range(200):
+            doc.modify(lambda v: v + 1)
+
+    workers = [threading.Thread(target=bump, args=(p,)) for p in (real, link, real, link)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert lockkit.JsonDocument(real).read() == 800
+    assert link.is_symlink()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="planting another user's symlink needs root")
+def test_a_symlink_planted_by_another_user_is_not_followed(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text('{"precious": true}')
+    planted = tmp_path / "data.json"
+    planted.symlink_to(victim)
+    os.lchown(planted, 65534, 65534)  # another, unprivileged user's link
+    with pytest.raises(lockkit.StorageError, match="symbolic link") as info:
+        lockkit.JsonDocument(planted).write({"x": 1})
+    assert isinstance(info.value, OSError)
+    with pytest.raises(lockkit.StorageError, match="symbolic link"), lockkit.atomic_write(planted, "w") as f:
+        f.write("x")  # pragma: no cover
+    assert victim.read_text() == '{"precious": true}'
+    lockkit.JsonDocument(planted, follow_symlinks=True).write({"x": 1})  # when asked, it is followed
+    assert json.loads(victim.read_text())["data"] == {"x": 1}

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import time
 from collections.abc import Callable, Iterator
 from typing import IO, Any, Literal, overload
@@ -58,11 +59,45 @@ def read_optional(path: str) -> bytes | None:
         raise storage_error(path, exc, "read") from exc
 
 
-def resolve_target(path: str) -> str:
-    """The file a write to ``path`` must replace: symlinks are followed to their target."""
-    if os.path.islink(path):
-        return os.path.realpath(path)
-    return path
+def _trusted_link(st: os.stat_result) -> bool:
+    """A symlink the caller may follow without asking: its own, or root's."""
+    return st.st_uid in (os.geteuid(), 0)
+
+
+def resolve_target(path: str, follow_symlinks: bool | None = None) -> str:
+    """The file a write to ``path`` must replace, following symlinks at ``path``.
+
+    ``follow_symlinks=None`` (the default) follows a symlink only when it is owned by
+    the caller or by root (the kernel's ``fs.protected_symlinks`` rule for shared
+    directories): a link another user planted is refused, so a privileged process is
+    never redirected to a file of the planter's choosing. ``True`` follows any link,
+    ``False`` none.
+
+    Raises:
+        StorageError: A symbolic link that may not be followed, or a loop.
+    """
+    current = path
+    for _ in range(40):
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            return current
+        except OSError as exc:
+            raise storage_error(path, exc, "write") from exc
+        if not stat.S_ISLNK(st.st_mode):
+            return current
+        if follow_symlinks is False or (follow_symlinks is None and not _trusted_link(st)):
+            why = (
+                "symbolic links are not followed"
+                if follow_symlinks is False
+                else (
+                    f"it is a symbolic link owned by uid {st.st_uid}, neither you nor root; "
+                    "pass follow_symlinks=True to follow it"
+                )
+            )
+            raise StorageError(f"refusing to write {path!r}: {why}", path=path)
+        current = os.path.join(os.path.dirname(current), os.readlink(current))
+    raise storage_error(path, OSError(errno.ELOOP, "too many levels of symbolic links"), "write")
 
 
 def fsync_directory(directory: str) -> None:
@@ -83,6 +118,7 @@ def atomic_write(
     fsync: bool = True,
     preserve_mode: bool = True,
     file_mode: int = 0o600,
+    follow_symlinks: bool | None = None,
 ) -> contextlib.AbstractContextManager[IO[str]]: ...
 
 
@@ -95,6 +131,7 @@ def atomic_write(
     fsync: bool = True,
     preserve_mode: bool = True,
     file_mode: int = 0o600,
+    follow_symlinks: bool | None = None,
 ) -> contextlib.AbstractContextManager[IO[bytes]]: ...
 
 
@@ -106,6 +143,7 @@ def atomic_write(
     fsync: bool = True,
     preserve_mode: bool = True,
     file_mode: int = 0o600,
+    follow_symlinks: bool | None = None,
 ) -> contextlib.AbstractContextManager[IO[Any]]:
     """Write a file atomically and durably: readers see the old or the new content, whole.
 
@@ -116,8 +154,9 @@ def atomic_write(
     owner only, unless you ask for more). Any exception inside the block or
     while publishing removes the temp file and leaves the target untouched.
 
-    A symlink at ``path`` is written through: its target file is replaced and the link
-    stays a link.
+    A symlink at ``path`` is written through (its target file is replaced and the link
+    stays a link) when it is owned by the caller or by root, or when
+    ``follow_symlinks=True``; a link planted by another user is refused.
 
     This does not lock: concurrent writers each publish a whole file and the last one
     wins. Use :class:`~lockkit.JsonDocument` (or a :class:`~lockkit.FileLock`) for
@@ -131,6 +170,8 @@ def atomic_write(
             but not durability across a power loss.
         preserve_mode: Keep the existing file's permission bits and owner.
         file_mode: Permission bits of a new file (minus the umask).
+        follow_symlinks: ``None``: follow a symlink at ``path`` only if the caller or
+            root owns it; ``True``: always; ``False``: never.
 
     Raises:
         StorageError: The directory is missing, read-only or not writable.
@@ -138,7 +179,15 @@ def atomic_write(
     """
     if mode not in ("w", "wb"):
         raise ValueError("mode must be 'w' or 'wb'")
-    return _atomic_write(os.fspath(path), mode, encoding, fsync, preserve_mode, file_mode=check_file_mode(file_mode))
+    return _atomic_write(
+        os.fspath(path),
+        mode,
+        encoding,
+        fsync,
+        preserve_mode,
+        file_mode=check_file_mode(file_mode),
+        follow_symlinks=follow_symlinks,
+    )
 
 
 @contextlib.contextmanager
@@ -150,9 +199,10 @@ def _atomic_write(
     preserve_mode: bool,
     commit: Callable[[str], contextlib.AbstractContextManager[object]] | None = None,
     file_mode: int = 0o600,
+    follow_symlinks: bool | None = None,
 ) -> Iterator[IO[Any]]:
     """:func:`atomic_write`; ``commit(target)``, if given, is held around the final rename."""
-    target = resolve_target(path)
+    target = resolve_target(path, follow_symlinks)
     directory = os.path.dirname(target)
     existing: os.stat_result | None = None
     if preserve_mode:

@@ -19,7 +19,7 @@ from lockkit.exceptions import (
 )
 from lockkit.files._filelock import FileLock
 from lockkit.files._strategy import StrategyName
-from lockkit.storage._atomic import _atomic_write, storage_error
+from lockkit.storage._atomic import _atomic_write, resolve_target, storage_error
 from lockkit.storage._commit import Identity, commit_point, identity_of
 
 
@@ -167,6 +167,12 @@ class JsonDocument:
         file_mode: Permission bits of the data file and its lock files when they are
             created (minus the umask); ``0o600`` by default. A rewrite keeps the data
             file's existing mode.
+        follow_symlinks: A symlink at ``path`` is resolved once, here, and its target
+            is the document (one lock, whichever path names the file). ``None``
+            follows only links owned by the caller or root; ``True`` any; ``False`` none.
+
+    Raises:
+        StorageError: ``path`` is a symbolic link that may not be followed.
     """
 
     def __init__(
@@ -181,8 +187,10 @@ class JsonDocument:
         validate: type | Callable[[Any], bool] | None = None,
         stale_after: float = 300.0,
         file_mode: int = 0o600,
+        follow_symlinks: bool | None = None,
     ) -> None:
-        self._path = os.path.abspath(os.fspath(path))
+        self._path = resolve_target(os.path.abspath(os.fspath(path)), follow_symlinks)
+        self._follow = follow_symlinks
         self._file_mode = check_file_mode(file_mode)
         self._serializer = serializer or default_serializer()
         self._fsync = fsync
@@ -260,7 +268,9 @@ class JsonDocument:
             return commit_point(target, self._write_lock, seen, self._timeout)
 
         try:
-            with _atomic_write(self._path, "wb", "utf-8", self._fsync, True, commit, self._file_mode) as f:
+            with _atomic_write(
+                self._path, "wb", "utf-8", self._fsync, True, commit, self._file_mode, self._follow
+            ) as f:
                 f.write(blob)
         except StorageError:
             raise

@@ -19,7 +19,7 @@ from lockkit._internal.paths import check_file_mode
 from lockkit.exceptions import CorruptDataError, DecryptionError, StoreClosedError
 from lockkit.files._filelock import FileLock
 from lockkit.resilience._backoff import Backoff
-from lockkit.storage._atomic import atomic_write, read_optional
+from lockkit.storage._atomic import atomic_write, read_optional, resolve_target
 from lockkit.storage._crypto import EncryptionService, file_associated_data
 from lockkit.storage._document import JsonSerializer, Serializer, dump_json, load_json
 
@@ -161,7 +161,7 @@ class PersistentStore:
             raise ValueError("on_corrupt must be 'raise' or 'backup'")
         if debounce < 0 or (ttl is not None and ttl <= 0):
             raise ValueError("debounce must be >= 0 and ttl > 0 seconds")
-        self._path = os.path.abspath(os.fspath(path))
+        self._path = resolve_target(os.path.abspath(os.fspath(path)))  # one lock, whatever path names it
         self._mode: SaveMode = save
         self._debounce = float(debounce)
         self._codec = codec
