@@ -46,7 +46,7 @@ def test_different_keys_never_block() -> None:
 
 
 def test_timeout_names_the_holder() -> None:
-    m = lockkit.LockManager()
+    m = lockkit.LockManager(show_keys=True)
     with m.acquire("acct:1"):
         w = Worker(lambda: m.acquire("acct:1", timeout=0.05))
         with pytest.raises(lockkit.LockTimeoutError) as info:
@@ -235,3 +235,34 @@ def test_keys_that_cannot_be_ordered_are_refused() -> None:
     with pytest.raises(TypeError, match="total order"), manager.lock(Same(), Same()):
         pass
     assert len(manager) == 0
+
+
+@pytest.mark.timeout(30)
+def test_keys_are_redacted_in_timeout_errors_unless_asked() -> None:
+    import threading
+
+    for show, visible in ((False, False), (True, True)):
+        manager = lockkit.LockManager("sessions", show_keys=show)
+        secret = "session-3f9a1c0ffee"
+        held, done = threading.Event(), threading.Event()
+
+        def hold(
+            manager: lockkit.LockManager = manager, held: threading.Event = held, done: threading.Event = done
+        ) -> None:
+            with manager.lock(secret):
+                held.set()
+                done.wait(20)
+
+        t = threading.Thread(target=hold)
+        t.start()
+        assert held.wait(20)
+        try:
+            with pytest.raises(lockkit.LockTimeoutError) as info, manager.lock(secret, timeout=0):
+                pass  # pragma: no cover
+        finally:
+            done.set()
+            t.join()
+        text = f"{info.value} {info.value.resource}"
+        assert (secret in text) is visible, text
+        if not visible:
+            assert "key#" in text  # a short hash still tells two keys apart

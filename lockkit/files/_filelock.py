@@ -22,7 +22,7 @@ from lockkit.sync._guard import ConditionSupport
 from lockkit.sync._manager import LockHandle, LockManager
 
 #: The in-process layer of every FileLock: FIFO among the threads of this process.
-process_locks = LockManager("filelock")
+process_locks = LockManager("filelock", show_keys=True)  # keys are lock file paths
 #: Slow-path counters over every FileLock of this process (waits on other threads or processes).
 _process_counters = Counters()
 _process_mu = allocate_lock()

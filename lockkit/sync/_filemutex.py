@@ -73,7 +73,7 @@ class FileMutex:
     __slots__ = ("_manager",)
 
     def __init__(self, name: str | None = "filemutex") -> None:
-        self._manager = LockManager(name, track_keys=True)
+        self._manager = LockManager(name, track_keys=True, show_keys=True)  # keys are file paths
 
     def acquire(self, path: PathLike, timeout: float | None = None, shared: bool = False) -> LockHandle:
         """Lock ``path``; returns a handle to release (callable or ``with``).

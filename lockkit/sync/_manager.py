@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from _thread import allocate_lock
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
@@ -143,13 +144,19 @@ class LockManager:
         name: A name for statistics, events and error messages.
         track_keys: Keep per-key statistics for the most recently used keys
             (see :meth:`key_statistics`).
+        show_keys: Show keys in error messages and log events. Off by default: keys
+            are often session ids or user names, and messages end up in logs and
+            error trackers; a key is then shown as ``key#`` and a short hash of its
+            ``repr``, enough to tell keys apart (not to hide a guessable key from
+            someone who tries candidates).
 
     """
 
-    __slots__ = ("__weakref__", "_acquisitions", "_entries", "_keystats", "_mu", "_name", "_stats")
+    __slots__ = ("__weakref__", "_acquisitions", "_entries", "_keystats", "_mu", "_name", "_show_keys", "_stats")
 
-    def __init__(self, name: str | None = None, *, track_keys: bool = False) -> None:
+    def __init__(self, name: str | None = None, *, track_keys: bool = False, show_keys: bool = False) -> None:
         self._name = name
+        self._show_keys = show_keys
         self._acquisitions = 0
         self._stats = Counters()
         self._keystats: OrderedDict[Hashable, KeyStatistics] | None = OrderedDict() if track_keys else None
@@ -278,9 +285,9 @@ class LockManager:
                 lambda: self._describe_entry(entry),
                 self._name,
                 announcer(
-                    self._name if self._keystats is None else f"{self._name or 'lockmanager'}:{key!r}",
+                    self._name if self._keystats is None else f"{self._name or 'lockmanager'}:{self._shown(key)}",
                     deep,
-                    key=repr(key),
+                    key=self._shown(key),
                     shared=shared,
                 ),
             )
@@ -337,7 +344,15 @@ class LockManager:
         with self._mu:
             entry = self._entries.get(key)
         holder = None if entry is None else self._describe_entry(entry)
-        return timeout_error(f"key {key!r}", timeout, resource=repr(key), holder=holder)
+        shown = self._shown(key)
+        return timeout_error(f"key {shown}", timeout, resource=shown, holder=holder)
+
+    def _shown(self, key: Hashable) -> str:
+        """``key`` as messages and events show it: its repr, or a short hash of it."""
+        text = repr(key)
+        if self._show_keys:
+            return text
+        return "key#" + hashlib.blake2s(text.encode("utf-8", "backslashreplace"), digest_size=4).hexdigest()
 
     @contextmanager
     def lock(self, *keys: Hashable, shared: bool = False, timeout: float | None = None) -> Iterator[list[LockHandle]]:
