@@ -8,6 +8,7 @@ boundary intact).
 
 from __future__ import annotations
 
+import errno as _errno
 from typing import Any
 
 __all__ = [
@@ -123,15 +124,56 @@ class CircuitOpenError(LockkitError):
 class LockFileError(LockkitError, OSError):
     """A lock file cannot be used: missing directory, permissions, a symbolic link, a full disk, ...
 
+    When an OS call failed, the error is also the matching builtin: a missing directory
+    is a ``FileNotFoundError``, a permission problem a ``PermissionError``, a directory
+    where a file belongs an ``IsADirectoryError`` (and the reverse a
+    ``NotADirectoryError``), so ``except PermissionError`` catches it as it would catch
+    the call's own error.
+
     Attributes:
         path: The lock file's path.
         errno: The operating system's error number, when an OS call failed.
     """
 
+    def __new__(cls, message: str, *, path: str | None = None, errno: int | None = None) -> LockFileError:
+        """Make the error for ``errno``: also the builtin OS error class that matches it."""
+        kind = _LOCK_FILE_ERRORS.get(errno, cls) if cls is LockFileError and errno is not None else cls
+        return super().__new__(kind, message)
+
     def __init__(self, message: str, *, path: str | None = None, errno: int | None = None) -> None:
         super().__init__(message)
         self.path = path
         self.errno = errno
+
+
+class _LockFileNotFoundError(LockFileError, FileNotFoundError):
+    pass
+
+
+class _LockFilePermissionError(LockFileError, PermissionError):
+    pass
+
+
+class _LockFileIsADirectoryError(LockFileError, IsADirectoryError):
+    pass
+
+
+class _LockFileNotADirectoryError(LockFileError, NotADirectoryError):
+    pass
+
+
+class _LockFileExistsError(LockFileError, FileExistsError):
+    pass
+
+
+_LOCK_FILE_ERRORS: dict[int, type[LockFileError]] = {
+    _errno.ENOENT: _LockFileNotFoundError,
+    _errno.EACCES: _LockFilePermissionError,
+    _errno.EPERM: _LockFilePermissionError,
+    _errno.EISDIR: _LockFileIsADirectoryError,
+    _errno.ENOTDIR: _LockFileNotADirectoryError,
+    _errno.EEXIST: _LockFileExistsError,
+}
 
 
 class InvalidKeyError(LockkitError, ValueError):

@@ -522,3 +522,31 @@ def test_marker_strategy_refuses_a_regular_file_or_a_symlink_at_the_lock_path(tm
     with pytest.raises(lockkit.LockFileError, match="symbolic link"):
         lockkit.FileLock(link, strategy="marker").acquire(timeout=0)
     assert list((tmp_path / "real").iterdir()) == []
+
+
+@pytest.mark.parametrize("strategy", ["kernel", "marker"])
+def test_lock_file_errors_are_the_matching_builtin_and_carry_errno(tmp_path: Path, strategy: str) -> None:
+    import errno as _errno
+    import pickle
+
+    with pytest.raises(lockkit.LockFileError) as missing:
+        lockkit.FileLock(tmp_path / "no" / "x.lock", strategy=strategy).acquire(timeout=0)  # type: ignore[arg-type]
+    assert isinstance(missing.value, FileNotFoundError) and missing.value.errno == _errno.ENOENT
+    copy = pickle.loads(pickle.dumps(missing.value))
+    assert isinstance(copy, FileNotFoundError) and copy.errno == _errno.ENOENT and copy.path == missing.value.path
+    if os.geteuid() != 0:  # root ignores permission bits
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(PermissionError) as denied:
+            lockkit.FileLock(locked / "x.lock", strategy=strategy).acquire(timeout=0)  # type: ignore[arg-type]
+        assert isinstance(denied.value, lockkit.LockFileError)
+    if strategy == "kernel":
+        (tmp_path / "dir.lock").mkdir()
+        with pytest.raises(IsADirectoryError) as isdir:
+            lockkit.FileLock(tmp_path / "dir.lock").acquire(timeout=0)
+        assert isinstance(isdir.value, lockkit.LockFileError)
+    else:
+        (tmp_path / "file.lock").write_text("")
+        with pytest.raises(NotADirectoryError) as notdir:
+            lockkit.FileLock(tmp_path / "file.lock", strategy="marker").acquire(timeout=0)
+        assert isinstance(notdir.value, lockkit.LockFileError)

@@ -241,9 +241,9 @@ def test_keys_that_cannot_be_ordered_are_refused() -> None:
 def test_keys_are_redacted_in_timeout_errors_unless_asked() -> None:
     import threading
 
+    secret = "session-3f9a1c0ffee"
     for show, visible in ((False, False), (True, True)):
         manager = lockkit.LockManager("sessions", show_keys=show)
-        secret = "session-3f9a1c0ffee"
         held, done = threading.Event(), threading.Event()
 
         def hold(
