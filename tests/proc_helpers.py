@@ -222,3 +222,17 @@ def storage_with_tiny_file_limit(directory: str, result: Any) -> None:
     later["k"] = big
     attempt("PersistentStore.flush", later.flush)
     result.put(("done", ""))
+
+
+def sigterm_while_holding_a_store_lock(path: str, ready: Any) -> None:
+    """Hold a store's internal lock (as a long ``items()`` loop would) when SIGTERM arrives."""
+    store = lockkit.PersistentStore(path, save="debounced", debounce=3600)
+    lockkit.storage.flush_stores_on_signal()
+    store.set("k", "unsaved")  # pending: only the shutdown flush can save it
+    with store._mu:  # what items() holds while it copies the map
+        ready.set()
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:  # the signal arrives in here, on this thread
+            time.sleep(0.01)
+    while True:
+        time.sleep(0.1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import multiprocessing
 import os
 import signal
@@ -364,3 +365,88 @@ def test_ready_made_stores_and_flush_all(tmp_path: Path) -> None:
     assert lockkit.PersistentStore(tmp_path / "sessions.json").get("s") == 1
     sessions.close()
     clients.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_set_during_a_merging_save_is_kept(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def merge(on_disk: dict[str, Any], mine: dict[str, Any]) -> dict[str, Any]:
+        if not calls:
+            store.set("late", 1)  # another request's change, made while this save runs
+        calls.append(1)
+        return {**on_disk, **mine}
+
+    store = lockkit.PersistentStore(tmp_path / "m.json", save="background", merge=merge)
+    store.set("early", 1)
+    assert store.flush(30)
+    assert store.get("late") == 1, "the change made during the save was dropped"
+    assert store.flush(30)
+    assert json.loads((tmp_path / "m.json").read_text())["entries"]["late"][0] == 1
+    store.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_set_during_a_reload_is_kept(tmp_path: Path) -> None:
+    class Interleaving(lockkit.storage.JsonSerializer):
+        armed = False
+
+        def loads(self, data: bytes) -> Any:
+            if Interleaving.armed:
+                Interleaving.armed = False
+                store.set("late", 2)  # a change made while reload reads the file
+            return super().loads(data)
+
+    store = lockkit.PersistentStore(tmp_path / "r.json", save="debounced", serializer=Interleaving())
+    store.set("a", 1)
+    assert store.flush(30)
+    Interleaving.armed = True
+    store.reload()
+    assert store.get("late") == 2 and store.get("a") == 1
+    store.close()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("save", ["immediate", "debounced", "background"])
+def test_no_acknowledged_set_is_lost_to_merging_saves_or_reloads(tmp_path: Path, save: str) -> None:
+    path = tmp_path / "busy.json"
+    store = lockkit.PersistentStore(
+        path, save=save, debounce=0.01, merge=lambda disk, mine: {**disk, **mine}, fsync=False
+    )
+
+    def writer(t: int) -> None:
+        for n in range(150):
+            store.set(f"t{t}-{n}", n)
+            if n % 50 == 0:
+                store.reload()
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert store.flush(60)
+    expected = {f"t{t}-{n}": n for t in range(4) for n in range(150)}
+    assert dict(store.items()) == expected
+    on_disk = json.loads(path.read_text())["entries"]
+    assert {k: v[0] for k, v in on_disk.items()} == expected
+    store.close()
+
+
+@pytest.mark.timeout(90)
+def test_sigterm_while_a_store_lock_is_held_flushes_and_exits(tmp_path: Path) -> None:
+    import proc_helpers
+
+    path = tmp_path / "sig.json"
+    ready = ctx.Event()
+    child = ctx.Process(target=proc_helpers.sigterm_while_holding_a_store_lock, args=(str(path), ready))
+    child.start()
+    assert ready.wait(30)
+    os.kill(child.pid, signal.SIGTERM)  # type: ignore[arg-type]
+    child.join(60)
+    if child.exitcode is None:  # deadlocked in the handler: clean up, then fail
+        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        child.join(10)
+        pytest.fail("the SIGTERM flush deadlocked")
+    assert child.exitcode == -signal.SIGTERM  # the signal's own exit status
+    assert json.loads(path.read_text())["entries"]["k"][0] == "unsaved"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import contextlib
 import os
@@ -73,27 +74,70 @@ def _close_all_at_exit() -> None:
 atexit.register(_close_all_at_exit)
 
 
+class _SignalFlusher:
+    """A thread that flushes every store when a signal handler asks, then lets the signal act.
+
+    The handler only writes the signal number to a pipe (async-signal-safe, no lock):
+    the interrupted code may hold a store's lock, and a handler that flushed in place
+    would wait for it forever. The thread flushes once the interrupted code has let go,
+    then re-delivers the signal: to its previous Python handler in the main thread, or
+    with the default action (so the process exits with the signal's own status).
+    """
+
+    def __init__(self) -> None:
+        self._mu = threading.Lock()
+        self._pid = -1
+        self._write = -1
+        self._previous: dict[int, Any] = {}
+
+    def install(self, signals: tuple[int, ...]) -> None:
+        with self._mu:
+            if self._pid != os.getpid():  # first use, or in a forked child: a thread of our own
+                read, self._write = os.pipe()
+                os.set_inheritable(read, False)
+                os.set_inheritable(self._write, False)
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, args=(read,), name="lockkit-signal-flush", daemon=True).start()
+            for sig in signals:
+                current = signal.getsignal(sig)
+                if current is not self._handler:
+                    self._previous[sig] = current
+                    signal.signal(sig, self._handler)
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        previous = self._previous.get(signum)
+        # Main thread, inside the handler: restore the previous disposition now, so a
+        # second signal acts at once, and the re-delivery below reaches it.
+        signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        os.write(self._write, bytes([signum]))
+
+    def _run(self, read: int) -> None:
+        while True:
+            data = os.read(read, 1)
+            if not data:
+                return
+            signum = data[0]
+            flush_all_stores(timeout=10)
+            previous = self._previous.get(signum)
+            if callable(previous):
+                _thread.interrupt_main(signal.Signals(signum))  # runs the previous handler in the main thread
+            elif previous != signal.SIG_IGN:
+                os.kill(os.getpid(), signum)  # the default action, with the signal's own status
+
+
+_flusher = _SignalFlusher()
+
+
 def flush_stores_on_signal(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
     """Flush every open store when one of ``signals`` arrives, then let the signal act.
 
-    The previous handler is called afterwards (for the default action, the signal is
-    re-raised with the default handler, so the process still exits with the right
-    status). Call it from the main thread, e.g. in a gunicorn ``post_worker_init`` hook.
+    The flush runs in a thread of its own, never in the signal handler: the interrupted
+    code may hold a store's lock. Once it is done, the signal acts as it would have: the
+    previous Python handler runs in the main thread, or the default action ends the
+    process with the signal's status. A second signal during the flush acts at once.
+    Call this from the main thread, e.g. in a gunicorn ``post_worker_init`` hook.
     """
-    for sig in signals:
-        previous = signal.getsignal(sig)
-
-        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
-            flush_all_stores(timeout=10)
-            if callable(previous):
-                previous(signum, frame)
-            elif previous == signal.SIG_IGN:
-                return
-            else:
-                signal.signal(signum, signal.SIG_DFL)
-                os.kill(os.getpid(), signum)
-
-        signal.signal(sig, handler)
+    _flusher.install(signals)
 
 
 class PersistentStore:
@@ -177,6 +221,7 @@ class PersistentStore:
         self._data: dict[str, tuple[Any, float | None]] = {}
         self._gen = 0
         self._saved_gen = 0
+        self._touched: dict[str, int] = {}  # key -> the change (gen) that last set or removed it here
         self._dirty_since = 0.0
         self._saves = 0
         self._failures = 0
@@ -272,7 +317,7 @@ class PersistentStore:
         with self._mu:
             self._ensure_open()
             self._data[key] = (value, None if life is None else time.time() + life)
-            self._changed_locked()
+            self._changed_locked(key)
         self._after_change()
 
     __setitem__ = set
@@ -283,7 +328,7 @@ class PersistentStore:
             self._ensure_open()
             if self._data.pop(key, None) is None:
                 return False
-            self._changed_locked()
+            self._changed_locked(key)
         self._after_change()
         return True
 
@@ -298,7 +343,7 @@ class PersistentStore:
             entry = self._data.pop(key, None)
             live = entry is not None and (entry[1] is None or entry[1] > time.time())
             if entry is not None:
-                self._changed_locked()
+                self._changed_locked(key)
         if entry is not None:
             self._after_change()
         if live:
@@ -317,15 +362,16 @@ class PersistentStore:
             self._ensure_open()
             for k, v in items.items():
                 self._data[k] = (v, expires)
-            self._changed_locked()
+            self._changed_locked(*items)
         self._after_change()
 
     def clear(self) -> None:
         """Remove every entry (one change)."""
         with self._mu:
             self._ensure_open()
+            removed = list(self._data)
             self._data.clear()
-            self._changed_locked()
+            self._changed_locked(*removed)
         self._after_change()
 
     def items(self) -> list[tuple[str, Any]]:
@@ -356,13 +402,31 @@ class PersistentStore:
         if self._closed:
             raise StoreClosedError(f"store {self._path!r} is closed")
 
-    def _changed_locked(self) -> None:
+    def _changed_locked(self, *keys: str) -> None:
         if self._gen == self._saved_gen:  # clean -> dirty: the writer has something to do now
             self._dirty_since = time.monotonic()
             self._gen += 1
             self._mu.notify_all()
         else:  # already dirty: the writer is due anyway, waking it per change costs a thread switch
             self._gen += 1
+        for key in keys:
+            self._touched[key] = self._gen
+
+    def _fold_locked(self, base: int, fresh: dict[str, tuple[Any, float | None]]) -> None:
+        """Adopt ``fresh`` (read or merged from the file) without losing newer local changes.
+
+        ``base`` is the change the file reflects: a key changed here after it keeps its
+        live entry (set or removed); every other key takes the file's.
+        """
+        for key in set(fresh) | set(self._data):
+            if self._touched.get(key, -1) > base:
+                continue  # changed here since: the newer change wins
+            entry = fresh.get(key)
+            if entry is None:
+                self._data.pop(key, None)
+            else:
+                self._data[key] = entry
+        self._touched = {k: g for k, g in self._touched.items() if g > base}
 
     def _after_change(self) -> None:
         if self._mode == "immediate":
@@ -389,7 +453,7 @@ class PersistentStore:
                 raise self._file_lock._timeout_error(self._timeout if timeout is None else timeout)
             try:
                 if self._merge is not None:
-                    snapshot = self._merged(snapshot)
+                    snapshot = self._merged(snapshot, gen)
                 blob = self._encode(snapshot)
                 with atomic_write(self._path, "wb", fsync=self._fsync, file_mode=self._file_mode) as f:
                     f.write(blob)
@@ -404,19 +468,20 @@ class PersistentStore:
             self._save_mu.release()
         with self._mu:
             self._saved_gen = max(self._saved_gen, gen)
+            self._touched = {k: g for k, g in self._touched.items() if g > self._saved_gen}  # folded or saved
             self._saves += 1
             if self._gen > self._saved_gen:  # changed while saving: a new debounce window starts now
                 self._dirty_since = time.monotonic()
             self._mu.notify_all()
         return True
 
-    def _merged(self, mine: dict[str, tuple[Any, float | None]]) -> dict[str, tuple[Any, float | None]]:
+    def _merged(self, mine: dict[str, tuple[Any, float | None]], gen: int) -> dict[str, tuple[Any, float | None]]:
         assert self._merge is not None
         disk = self._read_file() or {}
         merged = self._merge({k: v for k, (v, _) in disk.items()}, {k: v for k, (v, _) in mine.items()})
         out = {k: (v, (mine.get(k) or disk.get(k) or (None, None))[1]) for k, v in merged.items()}
         with self._mu:
-            self._data = dict(out)
+            self._fold_locked(gen, out)
         return out
 
     def _run(self) -> None:
@@ -479,10 +544,12 @@ class PersistentStore:
             dirty = self._gen > self._saved_gen
         if dirty:
             self.flush()
+        with self._mu:
+            base = self._saved_gen  # what the file holds of ours; later changes are kept
         with self._read_lock:
             disk = self._read_file() or {}
         with self._mu:
-            self._data = disk
+            self._fold_locked(base, disk)
 
     def statistics(self) -> StoreStatistics:
         """A snapshot of the store's counters."""
