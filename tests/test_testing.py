@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 import threading
 import time
@@ -97,11 +98,21 @@ def test_run_concurrent_names_hung_operations() -> None:
 
 
 def _racy() -> tuple[Any, Any]:
+    """An unprotected read/write pair that is certain to lose an update when run concurrently.
+
+    The first read holds its value until a second thread has read too, so two
+    modifications start from the same value however the threads are scheduled.
+    """
     box = {"n": 0}
+    second_read = threading.Event()
+    reads = itertools.count()
 
     def read() -> int:
         value = box["n"]
-        time.sleep(0)  # the I/O of a real read: lets another thread in
+        if next(reads) == 0:
+            second_read.wait(30)  # only a bound for a tool that is not concurrent at all
+        else:
+            second_read.set()
         return value
 
     def write(v: int) -> None:
