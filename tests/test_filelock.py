@@ -550,3 +550,22 @@ def test_lock_file_errors_are_the_matching_builtin_and_carry_errno(tmp_path: Pat
         with pytest.raises(NotADirectoryError) as notdir:
             lockkit.FileLock(tmp_path / "file.lock", strategy="marker").acquire(timeout=0)
         assert isinstance(notdir.value, lockkit.LockFileError)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="planting another user's files needs root")
+def test_lock_artefacts_planted_by_another_user_are_refused(tmp_path: Path) -> None:
+    planted = tmp_path / "k.lock"
+    planted.write_text("")
+    os.chown(planted, 65534, 65534)  # another, unprivileged user's lock file
+    with pytest.raises(lockkit.LockFileError, match="uid 65534") as info:
+        lockkit.FileLock(planted).acquire(timeout=0)
+    assert isinstance(info.value, PermissionError)
+    shared = lockkit.FileLock(planted, file_mode=0o660)  # a directory users share on purpose
+    assert shared.acquire(timeout=0)
+    shared.release()
+
+    record = {"pid": 1, "host": socket.gethostname(), "start": None, "thread": "t", "at": time.time()}
+    owner = proc_helpers.write_marker(tmp_path / "m.lock", record)  # names PID 1: alive forever
+    os.chown(owner, 65534, 65534)
+    with pytest.raises(lockkit.LockFileError, match="uid 65534"):
+        lockkit.FileLock(tmp_path / "m.lock", strategy="marker").acquire(timeout=0)

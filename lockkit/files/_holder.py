@@ -221,17 +221,53 @@ def record_info(record: dict[str, Any]) -> LockInfo:
     )
 
 
-def open_lock_file(path: str, flags: int, mode: int = 0o600) -> int:
-    """Open a lock-related file with ``O_NOFOLLOW|O_CLOEXEC``, translating errors.
+def shares_with_others(file_mode: int) -> bool:
+    """Whether ``file_mode`` lets other users write: then their lock files are trusted."""
+    return bool(file_mode & 0o022)
+
+
+def check_owner(path: str, st: os.stat_result, file_mode: int) -> None:
+    """Refuse a lock artefact owned by another non-root user, unless the lock is shared.
+
+    A lock file, gate, fence or marker that another local user controls lets them block
+    the lock forever or rewind its fencing tokens (ssh's StrictModes rule for its files).
 
     Raises:
-        LockFileError: The path is a symbolic link, its directory is missing, or
-            permissions forbid it; the message names the path and the rule.
+        LockFileError: (also a ``PermissionError``) naming the file and its owner.
+    """
+    if st.st_uid in (os.geteuid(), 0) or shares_with_others(file_mode):
+        return
+    raise LockFileError(
+        f"cannot use lock file {path!r}: it is owned by uid {st.st_uid}, neither you nor root "
+        "(another user's lock file could block this lock or rewind its fencing tokens); remove it, "
+        "or give the lock a file_mode with group access (0o660) if users share this directory",
+        path=path,
+        errno=errno.EPERM,
+    )
+
+
+def open_lock_file(path: str, flags: int, mode: int = 0o600, *, check: bool = True) -> int:
+    """Open a lock-related file with ``O_NOFOLLOW|O_CLOEXEC``, translating errors.
+
+    With ``check`` the file must be owned by the caller or root (see :func:`check_owner`,
+    with ``mode`` as the lock's file mode).
+
+    Raises:
+        LockFileError: The path is a symbolic link, its directory is missing,
+            permissions forbid it, or another user owns it; the message names the path
+            and the rule.
     """
     try:
-        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     except OSError as exc:
         raise lock_file_error(path, exc) from exc
+    if check:
+        try:
+            check_owner(path, os.fstat(fd), mode)
+        except BaseException:
+            os.close(fd)
+            raise
+    return fd
 
 
 def lock_file_error(path: str, exc: OSError) -> LockFileError:

@@ -112,6 +112,7 @@ def pin_state(key: str, path: str, file_mode: int = 0o600) -> PathState:
                         del _states[other_key]
         else:
             _states.move_to_end(key)
+            st.file_mode = file_mode  # the latest lock's mode decides at the next open
         st.pins += 1
         return st
 
@@ -249,7 +250,7 @@ def publish_exclusive(fd: int, path: str) -> None:
 
 def read_holder(path: str) -> tuple[int, LockInfo | None]:
     """The fencing counter and the last exclusive holder record of a lock file."""
-    fd = open_lock_file(path, os.O_RDONLY)
+    fd = open_lock_file(path, os.O_RDONLY, check=False)  # only reading: any owner may be reported
     try:
         data = os.pread(fd, RECORD_MAX, 0)
     finally:
@@ -295,7 +296,7 @@ def kernel_state(path: str) -> tuple[str | None, int | None]:
 
 
 def _probe_mode(path: str) -> str | None:  # pragma: no cover - non-Linux fallback
-    fd = open_lock_file(path, os.O_RDONLY)
+    fd = open_lock_file(path, os.O_RDONLY, check=False)  # only reading: any owner may be reported
     try:
         if not flock_nb(fd, fcntl.LOCK_SH):
             return "exclusive"

@@ -37,6 +37,7 @@ from lockkit.exceptions import LockFileError
 from lockkit.files._holder import (
     LockInfo,
     alive_here,
+    check_owner,
     dead_reason,
     lock_file_error,
     next_fence,
@@ -97,11 +98,15 @@ def _owner_names(path: str) -> list[str]:
     return [n for n in names if n.startswith(_OWNER)]
 
 
-def read_marker(path: str) -> Marker | None:
+def read_marker(path: str, file_mode: int | None = None) -> Marker | None:
     """The marker at ``path``: its owner file, stat and record; ``None`` if there is none.
 
+    With ``file_mode`` (the lock's), a marker owned by another non-root user is refused
+    (see :func:`~lockkit.files._holder.check_owner`); without it, any marker is reported.
+
     Raises:
-        LockFileError: The path is a regular file or a symbolic link, or cannot be read.
+        LockFileError: The path is a regular file or a symbolic link, cannot be read,
+            or (with ``file_mode``) another user owns the marker.
     """
     for name in _owner_names(path):
         owner = os.path.join(path, name)
@@ -113,6 +118,8 @@ def read_marker(path: str) -> Marker | None:
             raise lock_file_error(owner, exc) from exc
         try:
             st = os.fstat(fd)
+            if file_mode is not None:
+                check_owner(owner, st, file_mode)
             record = parse_json_line(os.pread(fd, 4096, 0))
         finally:
             os.close(fd)
@@ -336,7 +343,7 @@ class MarkerStrategy(LockStrategy):
             if hold is not None:
                 heartbeat.add(hold)
                 return hold
-            seen = read_marker(self.path)
+            seen = read_marker(self.path, self.file_mode)
             if seen is None:
                 continue  # released meanwhile: try again at once
             reason = stale_reason(seen, self._stale_after)
