@@ -2,7 +2,7 @@
 
 :class:`FileLock` takes an in-process FIFO lock first (threads of one process queue
 fairly and only one of them talks to the kernel), then one strategy object per
-mechanism: a kernel ``flock`` on a sidecar file that is never deleted (the default),
+mechanism: a kernel ``flock`` on a sidecar file that only a holder of its exclusive lock deletes (the default),
 or an atomically published marker for file systems without working locks. Holder
 records say who holds a lock; :class:`FileLockService` derives lock files from
 resource paths and reports failures as results instead of exceptions.

@@ -75,7 +75,7 @@ class FileLock(ConditionSupport):
 
     Strategies:
 
-    * ``"kernel"`` (default): ``flock`` on the lock file, which is never deleted. The
+    * ``"kernel"`` (default): ``flock`` on the lock file, which only a holder of its exclusive lock deletes. The
       kernel releases it when the holder dies, even on ``kill -9``. Shared mode makes
       readers in different processes hold it together. Needs a local file system (or
       NFS with working locks).

@@ -1,4 +1,4 @@
-"""The kernel strategy: ``flock`` on a sidecar lock file that is never deleted.
+"""The kernel strategy: ``flock`` on a sidecar lock file that only a holder of its exclusive lock deletes.
 
 One descriptor per lock file per process (threads of the process are serialised by the
 in-process FIFO lock first, so only one of them talks to the kernel). The file holds a
@@ -310,7 +310,7 @@ def _probe_mode(path: str) -> str | None:  # pragma: no cover - non-Linux fallba
 
 
 class KernelStrategy(LockStrategy):
-    """``flock`` on a sidecar lock file that is never deleted; the kernel frees it on crash.
+    """``flock`` on a sidecar lock file that only a holder of its exclusive lock deletes; the kernel frees it on crash.
 
     Shared holds of the threads of one process share one kernel ``LOCK_SH``, counted
     under the path's in-process gate. Across processes writers have priority: a writer

@@ -399,7 +399,13 @@ class JsonDocument:
             self._write_lock.release()
 
     def delete(self) -> bool:
-        """Delete the file; ``True`` if it existed. The sidecar lock file stays."""
+        """Delete the file and its lock file; ``True`` if the data file existed.
+
+        The lock file is removed while the exclusive lock is held: a waiter that then
+        gets the old file finds it unlinked and locks the new one, so exclusion holds
+        and deleted records leave no lock files behind (kernel strategy; a marker's
+        empty directory is replaced by the next acquirer).
+        """
         self._acquire(self._write_lock)
         try:
             self._write_lock.verify()
@@ -409,6 +415,9 @@ class JsonDocument:
                 return False
             except OSError as exc:
                 raise storage_error(self._path, exc, "delete") from exc
+            if self._write_lock.strategy == "kernel":
+                with contextlib.suppress(OSError):
+                    os.unlink(self._write_lock.path)
             return True
         finally:
             self._write_lock.release()
