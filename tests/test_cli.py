@@ -176,3 +176,15 @@ def test_demo_shows_the_unlocked_run_losing_updates() -> None:
     assert int(off_values[2].replace(",", "")) > 0 and off_values[3] == "NO"
     assert on_values[1] == "0" and on_values[2] == "0" and on_values[3] == "yes"
     assert "invariant held, no update lost" in r.stdout
+
+
+def test_sweep_locks_recursive_and_dry_run(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    lock = tmp_path / "sub" / "old.lock"
+    lock.write_text("")
+    os.utime(lock, (0, 0))
+    dry = lk("sweep", str(tmp_path), "--locks", "-r", "--dry-run")
+    assert dry.returncode == 0 and f"would remove {lock}" in dry.stdout and lock.exists()
+    assert lk("sweep", str(tmp_path), "--locks").stdout == ""  # not recursive: nothing at the top
+    done = lk("sweep", str(tmp_path), "--locks", "-r")
+    assert done.returncode == 0 and f"removed {lock}" in done.stdout and not lock.exists()

@@ -569,3 +569,39 @@ def test_lock_artefacts_planted_by_another_user_are_refused(tmp_path: Path) -> N
     os.chown(owner, 65534, 65534)
     with pytest.raises(lockkit.LockFileError, match="uid 65534"):
         lockkit.FileLock(tmp_path / "m.lock", strategy="marker").acquire(timeout=0)
+
+
+@pytest.mark.timeout(60)
+def test_sweep_lock_files_removes_only_unused_ones(tmp_path: Path) -> None:
+    from lockkit.files import sweep_lock_files
+
+    old = time.time() - 7200
+    for name in ("free.lock", "held.lock", "free.lock.gate"):
+        with lockkit.FileLock(tmp_path / name):
+            pass
+    (tmp_path / "young.lock").write_text("")
+    (tmp_path / "sub").mkdir()
+    with lockkit.FileLock(tmp_path / "sub" / "deep.lock"):
+        pass
+    (tmp_path / "empty-marker.lock").mkdir()
+    ready = ctx.Event()
+    child = ctx.Process(target=proc_helpers.hold_forever, args=(str(tmp_path / "held.lock"), "kernel", ready))
+    child.start()
+    try:
+        assert ready.wait(20)
+        for path in [*tmp_path.glob("*.lock*"), tmp_path / "sub" / "deep.lock"]:
+            if path.name != "young.lock":
+                os.utime(path, (old, old))
+        would = sweep_lock_files(tmp_path, dry_run=True)
+        assert sorted(os.path.basename(p) for p in would) == ["empty-marker.lock", "free.lock", "free.lock.gate"]
+        assert (tmp_path / "free.lock").exists()
+        removed = sweep_lock_files(tmp_path, recursive=True)
+        assert sorted(os.path.relpath(p, tmp_path) for p in removed) == [
+            "empty-marker.lock", "free.lock", "free.lock.gate", os.path.join("sub", "deep.lock")
+        ]  # fmt: skip
+        assert (tmp_path / "held.lock").exists() and (tmp_path / "young.lock").exists()
+        with lockkit.FileLock(tmp_path / "free.lock") as lock:  # a removed lock file comes back on use
+            assert lock.fencing_token
+    finally:
+        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        child.join(10)

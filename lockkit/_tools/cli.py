@@ -70,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="remove leftover temp files of crashed writers")
     sweep.add_argument("directory", help="the directory to sweep")
     sweep.add_argument("--older-than", type=float, default=3600.0, metavar="SECONDS", help="minimum age (default 3600)")
+    sweep.add_argument(
+        "--locks", action="store_true", help="also remove lock files nobody holds (only while holding them)"
+    )
+    sweep.add_argument("-r", "--recursive", action="store_true", help="sweep subdirectories too")
+    sweep.add_argument("--dry-run", action="store_true", help="print what would be removed, remove nothing")
 
     bench = sub.add_parser("bench", help="benchmark tables: lockkit beside its peers", add_help=False)
     bench.add_argument("args", nargs=argparse.REMAINDER)
@@ -238,13 +243,24 @@ def _break(ns: argparse.Namespace) -> int:
 
 
 def _sweep(ns: argparse.Namespace) -> int:
+    from lockkit.files._sweep import sweep_lock_files
     from lockkit.storage._atomic import sweep_temp_files
 
     if not os.path.isdir(ns.directory):
         _err(f"{ns.directory} is not a directory")
         return EX_NOINPUT
-    for path in sweep_temp_files(ns.directory, older_than=ns.older_than):
-        print(f"removed {path}")
+    verb = "would remove" if ns.dry_run else "removed"
+    directories = [ns.directory]
+    if ns.recursive:
+        directories = [root for root, _dirs, _files in os.walk(ns.directory, followlinks=False)]
+    for directory in sorted(directories):
+        for path in sweep_temp_files(directory, older_than=ns.older_than, dry_run=ns.dry_run):
+            print(f"{verb} {path}")
+    if ns.locks:
+        for path in sweep_lock_files(
+            ns.directory, older_than=ns.older_than, recursive=ns.recursive, dry_run=ns.dry_run
+        ):
+            print(f"{verb} {path}")
     return 0
 
 

@@ -3,7 +3,7 @@
 :class:`FileLock` takes an in-process FIFO lock first (threads of one process queue
 fairly and only one of them talks to the kernel), then one strategy object per
 mechanism: a kernel ``flock`` on a sidecar file that only a holder of its exclusive lock deletes (the default),
-or an atomically published marker for file systems without working locks. Holder
+or a marker directory published with ``rename()`` for file systems without working locks. Holder
 records say who holds a lock; :class:`FileLockService` derives lock files from
 resource paths and reports failures as results instead of exceptions.
 """
@@ -14,5 +14,15 @@ from lockkit.files._filelock import FileLock
 from lockkit.files._holder import LockInfo
 from lockkit.files._service import FileLockHandle, FileLockService, LockResult
 from lockkit.files._strategy import LockStrategy, StrategyName
+from lockkit.files._sweep import sweep_lock_files
 
-__all__ = ["FileLock", "FileLockHandle", "FileLockService", "LockInfo", "LockResult", "LockStrategy", "StrategyName"]
+__all__ = [
+    "FileLock",
+    "FileLockHandle",
+    "FileLockService",
+    "LockInfo",
+    "LockResult",
+    "LockStrategy",
+    "StrategyName",
+    "sweep_lock_files",
+]

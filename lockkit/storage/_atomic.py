@@ -304,7 +304,9 @@ def _open_paths() -> set[str] | None:
     return found
 
 
-def sweep_temp_files(directory: str | os.PathLike[str], older_than: float = 3600.0) -> list[str]:
+def sweep_temp_files(
+    directory: str | os.PathLike[str], older_than: float = 3600.0, *, dry_run: bool = False
+) -> list[str]:
     """Remove leftovers of crashed writers in ``directory`` and return their paths.
 
     Removes ``atomic_write`` temp files and marker-strategy leftovers that are older
@@ -333,6 +335,9 @@ def sweep_temp_files(directory: str | os.PathLike[str], older_than: float = 3600
     removed = []
     for path in candidates:
         if os.path.abspath(path) in busy:
+            continue
+        if dry_run:
+            removed.append(path)
             continue
         if os.path.isdir(path):
             if _remove_marker_leftover(path, busy):
