@@ -450,3 +450,22 @@ def test_sigterm_while_a_store_lock_is_held_flushes_and_exits(tmp_path: Path) ->
         pytest.fail("the SIGTERM flush deadlocked")
     assert child.exitcode == -signal.SIGTERM  # the signal's own exit status
     assert json.loads(path.read_text())["entries"]["k"][0] == "unsaved"
+
+
+@pytest.mark.parametrize("offset", [0, 3, 4, 7])  # the format tag and every key-id byte
+def test_a_flipped_header_byte_is_refused(offset: int) -> None:
+    service = lockkit.storage.EncryptionService([KEY, bytes(range(32))])
+    blob = bytearray(service.encrypt(b"secret", associated_data=b"ctx"))
+    blob[offset] ^= 0x01
+    with pytest.raises(lockkit.exceptions.DecryptionError):
+        service.decrypt(bytes(blob), associated_data=b"ctx")
+
+
+def test_data_encrypted_in_the_first_format_still_decrypts() -> None:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from lockkit.storage import _crypto
+
+    nonce = bytes(12)
+    legacy = b"LKE1" + _crypto._key_id(KEY) + nonce + AESGCM(KEY).encrypt(nonce, b"old", b"ctx")
+    assert lockkit.storage.EncryptionService([KEY]).decrypt(legacy, associated_data=b"ctx") == b"old"

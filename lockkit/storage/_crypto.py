@@ -19,7 +19,10 @@ from lockkit.files._filelock import FileLock
 from lockkit.storage._atomic import atomic_write, read_optional
 from lockkit.sync._filemutex import FileMutex, normalize_path
 
-MAGIC = b"LKE1"
+#: The format tag: ``LKE2`` authenticates its header (format tag and key id) as
+#: associated data; ``LKE1`` (read only) did not.
+MAGIC = b"LKE2"
+LEGACY_MAGIC = b"LKE1"
 NONCE = 12
 KEY_ID = 4
 HEADER = len(MAGIC) + KEY_ID + NONCE
@@ -121,25 +124,36 @@ class EncryptionService:
     # -- bytes ---------------------------------------------------------------------------
 
     def encrypt(self, data: bytes, *, associated_data: bytes = b"") -> bytes:
-        """Encrypt ``data`` with the first key (a fresh random nonce each time)."""
+        """Encrypt ``data`` with the first key (a fresh random nonce each time).
+
+        The format tag and key id are authenticated with the data: changing either
+        makes the ciphertext fail to decrypt.
+        """
         key_id, cipher = self._ciphers[0]
         nonce = os.urandom(NONCE)
-        return MAGIC + key_id + nonce + cipher.encrypt(nonce, bytes(data), associated_data)
+        header = MAGIC + key_id
+        return header + nonce + cipher.encrypt(nonce, bytes(data), header + associated_data)
 
     def decrypt(self, blob: bytes, *, associated_data: bytes = b"", path: str | None = None) -> bytes:
-        """Decrypt ``blob`` with whichever key wrote it.
+        """Decrypt ``blob`` with the key it names.
 
         Raises:
-            DecryptionError: Wrong key, tampered, truncated or foreign data.
+            DecryptionError: Wrong key, tampered (header included), truncated or foreign data.
         """
         where = f"{path!r}" if path else "the data"
-        if len(blob) < HEADER + TAG or not blob.startswith(MAGIC):
+        magic = blob[: len(MAGIC)]
+        if len(blob) < HEADER + TAG or magic not in (MAGIC, LEGACY_MAGIC):
             raise DecryptionError(f"{where} is not lockkit-encrypted data or is truncated", path=path)
         key_id, nonce, body = blob[len(MAGIC) : len(MAGIC) + KEY_ID], blob[len(MAGIC) + KEY_ID : HEADER], blob[HEADER:]
-        candidates = [c for kid, c in self._ciphers if kid == key_id] or [c for _, c in self._ciphers]
+        if magic == MAGIC:
+            candidates = [c for kid, c in self._ciphers if kid == key_id]
+            aad = blob[: len(MAGIC) + KEY_ID] + associated_data
+        else:  # the first format: its header was not authenticated, any key may have written it
+            candidates = [c for kid, c in self._ciphers if kid == key_id] or [c for _, c in self._ciphers]
+            aad = associated_data
         for cipher in candidates:
             try:
-                return cipher.decrypt(nonce, body, associated_data)
+                return cipher.decrypt(nonce, body, aad)
             except InvalidTag:
                 continue
         raise DecryptionError(
