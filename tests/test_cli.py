@@ -99,11 +99,13 @@ def test_signals_are_forwarded_to_the_command(tmp_path: Path) -> None:
     assert p.wait(20) == 42
 
 
-def test_command_does_not_inherit_the_lock(tmp_path: Path) -> None:
+def test_the_command_inherits_the_locked_descriptor_unless_close(tmp_path: Path) -> None:
     lock = tmp_path / "inh.lock"
     code = "import os; d='/proc/self/fd/';print(sorted(os.readlink(d+f) for f in os.listdir(d) if os.path.exists(d+f)))"
     r = lk("run", str(lock), "--", sys.executable, "-c", code)
-    assert r.returncode == 0 and str(lock) not in r.stdout
+    assert r.returncode == 0 and repr(str(lock)) in r.stdout  # as with flock(1)
+    r = lk("run", "-o", str(lock), "--", sys.executable, "-c", code)
+    assert r.returncode == 0 and str(lock) not in r.stdout  # -o/--close: nothing inherited
 
 
 def test_usage_errors() -> None:
@@ -188,3 +190,36 @@ def test_sweep_locks_recursive_and_dry_run(tmp_path: Path) -> None:
     assert lk("sweep", str(tmp_path), "--locks").stdout == ""  # not recursive: nothing at the top
     done = lk("sweep", str(tmp_path), "--locks", "-r")
     assert done.returncode == 0 and f"removed {lock}" in done.stdout and not lock.exists()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("strategy", ["kernel", "marker"])
+def test_kill_9_of_lockkit_run_keeps_the_lock_until_its_command_exits(tmp_path: Path, strategy: str) -> None:
+    lock = tmp_path / "cron.lock"
+    script = "import os,sys,time; print(os.getpid(), flush=True); time.sleep(60)"
+    runner = subprocess.Popen(
+        [*LK, "run", "--strategy", strategy, str(lock), "--", sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert runner.stdout is not None
+    command = int(runner.stdout.readline())  # the command runs under the lock
+    try:
+        runner.kill()  # kill -9 of lockkit itself; the command keeps running
+        runner.wait(20)
+        assert not _gone(command)
+        second = lk("run", "-n", "--strategy", strategy, str(lock), "--", "true")
+        assert second.returncode == 1, "a second copy started while the first command still ran"
+    finally:
+        os.kill(command, signal.SIGKILL)
+    while not _gone(command):  # reaped by init; waits on the process, not on the clock
+        time.sleep(0.01)
+    assert lk("run", "-n", "--strategy", strategy, str(lock), "--", "true").returncode == 0

@@ -16,14 +16,15 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 from lockkit.exceptions import LockFileError
 from lockkit.files._filelock import FileLock
 from lockkit.files._holder import LockInfo, dead_reason
-from lockkit.files._kernel import kernel_mode, read_holder
-from lockkit.files._marker import break_marker, read_marker, stale_reason
+from lockkit.files._kernel import PathState, kernel_mode, read_holder
+from lockkit.files._marker import MarkerStrategy, break_marker, read_marker, stale_reason
 
 EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
@@ -52,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--strategy", choices=["kernel", "marker"], default="kernel", help="lock strategy (default kernel)"
+    )
+    run.add_argument(
+        "-o",
+        "--close",
+        action="store_true",
+        help="do not let the command inherit the locked descriptor (the lock then ends with lockkit)",
     )
     run.add_argument("lockfile", help="the lock file")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND...", help="the command to run")
@@ -135,15 +142,27 @@ def _run(ns: argparse.Namespace) -> int:
     # Handlers first, then the command: no window in which a signal kills lockkit and orphans it.
     forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
     previous = {sig: signal.signal(sig, forward) for sig in forwarded}
+    hold = lock._holds[threading.get_ident()]
+    inherited: tuple[int, ...] = ()
+    if lock.strategy == "kernel" and not ns.close:
+        # The command inherits the locked descriptor, as with flock(1): the lock lasts as
+        # long as the command (and what it starts with the descriptor) runs, even if
+        # lockkit itself is killed.
+        assert isinstance(hold.ticket, PathState)
+        inherited = (hold.ticket.fd,)
     try:
         try:
-            child = subprocess.Popen(cmd, close_fds=True)  # the lock descriptor is CLOEXEC as well
+            child = subprocess.Popen(cmd, close_fds=True, pass_fds=inherited)
         except FileNotFoundError:
             _err(f"command not found: {cmd[0]}")
             return 127
         except PermissionError:
             _err(f"command not executable: {cmd[0]}")
             return 126
+        if lock.strategy == "marker":
+            # The marker names the command: staleness is judged on the process that works
+            # under the lock, so a killed lockkit does not free it while the command runs.
+            MarkerStrategy.hand_over(hold.ticket, child.pid, "lockkit run")
         for signum in pending:
             child.send_signal(signum)
         code = child.wait()

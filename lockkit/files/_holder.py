@@ -195,6 +195,13 @@ def record_prefix() -> bytes:
     return _record.prefix
 
 
+def record_for(pid: int, thread: str) -> bytes:
+    """A complete holder record naming another process of this host (``lockkit run``'s command)."""
+    record = {"pid": pid, "host": hostname(), "start": start_token(pid), "thread": thread, "shared": False}
+    body = json.dumps(record, separators=(",", ":")).encode()
+    return body[:-1] + b',"at":%.3f}\n' % time.time()
+
+
 def next_fence(stored: int) -> int:
     """The fencing token after ``stored``: strictly greater, and at least the clock in µs.
 

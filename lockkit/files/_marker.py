@@ -43,6 +43,7 @@ from lockkit.files._holder import (
     next_fence,
     open_lock_file,
     parse_json_line,
+    record_for,
     record_info,
     record_prefix,
 )
@@ -374,6 +375,18 @@ class MarkerStrategy(LockStrategy):
 
     def fencing_token(self, ticket: object, shared: bool) -> int:
         return fence_bump(self.path, self.file_mode)
+
+    @staticmethod
+    def hand_over(ticket: object, pid: int, thread: str) -> None:
+        """Make the marker name process ``pid`` as its holder (it works under the lock).
+
+        Staleness is then judged on that process: while it lives on this host the
+        marker is never stale, even if the process that took the lock is gone.
+        """
+        assert isinstance(ticket, MarkerHold)
+        record = record_for(pid, thread)
+        os.pwrite(ticket.fd, record, 0)
+        os.ftruncate(ticket.fd, len(record))
 
     def holder(self) -> LockInfo | None:
         seen = read_marker(self.path)
