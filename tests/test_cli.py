@@ -48,7 +48,7 @@ def test_run_excludes_and_reports_conflicts(tmp_path: Path) -> None:
     lock = tmp_path / "job.lock"
     p = holder(lock)
     try:
-        r = lk("run", "-n", str(lock), "--", "true")
+        r = lk("run", "-n", "--verbose", str(lock), "--", "true")
         assert r.returncode == 1 and f"held by pid {p.pid}" in r.stderr
         assert lk("run", "-n", "-E", "9", str(lock), "--", "true").returncode == 9
         t0 = time.monotonic()
@@ -223,3 +223,49 @@ def test_kill_9_of_lockkit_run_keeps_the_lock_until_its_command_exits(tmp_path: 
     while not _gone(command):  # reaped by init; waits on the process, not on the clock
         time.sleep(0.01)
     assert lk("run", "-n", "--strategy", strategy, str(lock), "--", "true").returncode == 0
+
+
+def test_run_refuses_bad_values_with_usage_errors(tmp_path: Path) -> None:
+    lock = str(tmp_path / "u.lock")
+    for args in (["-w", "-1"], ["-w", "nan"], ["-w", "inf"], ["-E", "256"], ["-E", "-1"]):
+        r = lk("run", *args, lock, "--", "true")
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr)
+    r = lk("run", "", "--", "true")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert not os.path.exists("9")
+
+
+def test_run_nonblocking_is_quiet_unless_verbose(tmp_path: Path) -> None:
+    lock = tmp_path / "q.lock"
+    p = holder(lock)
+    try:
+        quiet = lk("run", "-n", str(lock), "--", "true")
+        assert quiet.returncode == 1 and quiet.stderr == "" and quiet.stdout == ""  # no mail per skipped cron run
+        loud = lk("run", "-n", "--verbose", str(lock), "--", "true")
+        assert loud.returncode == 1 and "locked" in loud.stderr
+    finally:
+        stop(p)
+
+
+def test_run_c_and_scripts_without_a_shebang(tmp_path: Path) -> None:
+    lock = str(tmp_path / "c.lock")
+    r = lk("run", lock, "-c", "echo $((40 + 2)); exit 3")
+    assert r.returncode == 3 and r.stdout.strip() == "42"
+    script = tmp_path / "noshebang"
+    script.write_text('echo "args: $*"\n')
+    script.chmod(0o755)
+    r = lk("run", lock, "--", str(script), "a", "b")
+    assert r.returncode == 0 and r.stdout.strip() == "args: a b" and "Traceback" not in r.stderr
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    r = lk("run", lock, "--", str(plain))
+    assert r.returncode == 126 and "Traceback" not in r.stderr
+    r = lk("run", lock, "--", str(tmp_path / "missing"))
+    assert r.returncode == 127 and "Traceback" not in r.stderr
+
+
+def test_version() -> None:
+    import lockkit
+
+    r = lk("--version")
+    assert r.returncode == 0 and lockkit.__version__ in r.stdout

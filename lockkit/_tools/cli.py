@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import math
 import os
 import signal
 import stat
@@ -31,10 +32,41 @@ EX_UNAVAILABLE = 69
 EX_TEMPFAIL = 75
 
 
+def _seconds(text: str) -> float:
+    """``-w``: a finite number of seconds, at least 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"seconds must be a finite number >= 0, not {text!r}")
+    return value
+
+
+def _exit_code(text: str) -> int:
+    """``-E``: an exit status, 0 to 255."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an exit code: {text!r}") from None
+    if not 0 <= value <= 255:
+        raise argparse.ArgumentTypeError(f"exit codes are 0 to 255, not {value}")
+    return value
+
+
+def _path(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("the lock file path must not be empty")
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
+    from lockkit._version import __version__
+
     parser = argparse.ArgumentParser(
         prog="lockkit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"lockkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="hold a file lock while a command runs (like flock(1))")
@@ -42,11 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("-s", "--shared", action="store_true", help="take a shared lock")
     mode.add_argument("-x", "--exclusive", action="store_true", help="take an exclusive lock (the default)")
     run.add_argument("-n", "--nonblock", action="store_true", help="fail at once if the lock is held")
-    run.add_argument("-w", "--wait", type=float, metavar="SECONDS", help="wait at most SECONDS for the lock")
+    run.add_argument("-w", "--wait", type=_seconds, metavar="SECONDS", help="wait at most SECONDS for the lock")
     run.add_argument(
         "-E",
         "--conflict-exit-code",
-        type=int,
+        type=_exit_code,
         default=1,
         metavar="CODE",
         help="exit code when the lock cannot be had (default 1)",
@@ -60,7 +92,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not let the command inherit the locked descriptor (the lock then ends with lockkit)",
     )
-    run.add_argument("lockfile", help="the lock file")
+    run.add_argument("--verbose", action="store_true", help="say why when the lock cannot be had")
+    run.add_argument("-c", "--command", dest="shell_command", metavar="COMMAND", help="run COMMAND with sh -c")
+    run.add_argument("lockfile", type=_path, help="the lock file")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND...", help="the command to run")
 
     status = sub.add_parser("status", help="show who holds lock files")
@@ -114,8 +148,18 @@ def _err(message: str) -> None:
 
 def _run(ns: argparse.Namespace) -> int:
     cmd = ns.cmd[1:] if ns.cmd[:1] == ["--"] else ns.cmd
+    if ns.cmd[:1] in (["-c"], ["--command"]):  # flock(1)'s order: lockkit run LOCKFILE -c COMMAND
+        if len(cmd) != 2:
+            _err("-c takes exactly one argument: the command for sh -c")
+            return 2
+        ns.shell_command, cmd = cmd[1], []
+    if ns.shell_command is not None:
+        if cmd:
+            _err("-c takes the whole command: give no other command")
+            return 2
+        cmd = ["/bin/sh", "-c", ns.shell_command]
     if not cmd:
-        _err("run needs a command after the lock file (lockkit run LOCKFILE -- COMMAND...)")
+        _err("run needs a command after the lock file (lockkit run LOCKFILE -- COMMAND... or -c COMMAND)")
         return 2
     if ns.nonblock and ns.wait is not None:
         _err("-n and -w cannot be combined")
@@ -124,8 +168,9 @@ def _run(ns: argparse.Namespace) -> int:
     try:
         lock = FileLock(ns.lockfile, shared=ns.shared, strategy=ns.strategy)
         if not lock.acquire(timeout=timeout):
-            holder = lock._timeout_error(timeout).holder
-            _err(f"{ns.lockfile} is locked" + (f" (held by {holder})" if holder else ""))
+            if ns.verbose or not ns.nonblock:  # -n is quiet, as flock(1): no mail per skipped cron run
+                holder = lock._timeout_error(timeout).holder
+                _err(f"{ns.lockfile} is locked" + (f" (held by {holder})" if holder else ""))
             return int(ns.conflict_exit_code)
     except (LockFileError, ValueError) as exc:
         _err(str(exc))
@@ -152,12 +197,12 @@ def _run(ns: argparse.Namespace) -> int:
         inherited = (hold.ticket.fd,)
     try:
         try:
-            child = subprocess.Popen(cmd, close_fds=True, pass_fds=inherited)
+            child = _start(cmd, inherited)
         except FileNotFoundError:
             _err(f"command not found: {cmd[0]}")
             return 127
-        except PermissionError:
-            _err(f"command not executable: {cmd[0]}")
+        except OSError as exc:
+            _err(f"command not executable: {cmd[0]} ({exc.strerror})")
             return 126
         if lock.strategy == "marker":
             # The marker names the command: staleness is judged on the process that works
@@ -171,6 +216,16 @@ def _run(ns: argparse.Namespace) -> int:
             signal.signal(sig, old)
         lock.release()
     return 128 - code if code < 0 else code  # killed by a signal: the shell's 128+N
+
+
+def _start(cmd: list[str], inherited: tuple[int, ...]) -> subprocess.Popen[bytes]:
+    """Start ``cmd``; a file without ``#!`` runs through ``/bin/sh``, as execvp(3) does."""
+    try:
+        return subprocess.Popen(cmd, close_fds=True, pass_fds=inherited)
+    except OSError as exc:
+        if exc.errno != errno.ENOEXEC:
+            raise
+        return subprocess.Popen(["/bin/sh", *cmd], close_fds=True, pass_fds=inherited)
 
 
 def _describe(path: str, stale_after: float) -> dict[str, Any]:
