@@ -118,7 +118,7 @@ def test_usage_errors() -> None:
 
 def test_status_of_kernel_locks(tmp_path: Path) -> None:
     lock = tmp_path / "k.lock"
-    assert json.loads(lk("status", "--json", str(lock)).stdout)[0]["state"] == "free"
+    assert json.loads(lk("status", "--json", str(lock)).stdout)[0]["state"] == "missing"  # no such lock file
     p = holder(lock)
     try:
         (row,) = json.loads(lk("status", "--json", str(lock)).stdout)
@@ -269,3 +269,36 @@ def test_version() -> None:
 
     r = lk("--version")
     assert r.returncode == 0 and lockkit.__version__ in r.stdout
+
+
+def test_status_tells_missing_files_symlinks_and_foreign_holders_apart(tmp_path: Path) -> None:
+    missing = lk("status", str(tmp_path / "typo.lock"))
+    assert missing.returncode == 1 and "no such lock file" in missing.stdout + missing.stderr
+    (tmp_path / "target").write_text("")
+    (tmp_path / "link.lock").symlink_to(tmp_path / "target")
+    link = lk("status", str(tmp_path / "link.lock"))
+    assert link.returncode == 69 and "symbolic link" in link.stderr and "Traceback" not in link.stderr
+
+
+@pytest.mark.skipif(shutil.which("flock") is None, reason="flock(1) (util-linux) not installed")
+def test_status_names_the_kernels_holder_not_a_stale_record(tmp_path: Path) -> None:
+    lock = tmp_path / "f.lock"
+    assert lk("run", str(lock), "--", "true").returncode == 0  # leaves a record of a pid that has exited
+    other = subprocess.Popen(["flock", str(lock), "-c", "echo in; exec sleep 60"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "in"
+        (row,) = json.loads(lk("status", "--json", str(lock)).stdout)
+        assert row["state"] == "held"
+        holders = {other.pid} | {int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == other.pid}
+        assert row["pid"] in holders and row.get("recorded") is False, row
+    finally:
+        other.kill()
+        other.wait(10)
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (FileNotFoundError, ValueError, IndexError):
+        return -1

@@ -231,11 +231,14 @@ def _start(cmd: list[str], inherited: tuple[int, ...]) -> subprocess.Popen[bytes
 def _describe(path: str, stale_after: float) -> dict[str, Any]:
     out: dict[str, Any] = {"path": path}
     try:
-        is_marker = stat.S_ISDIR(os.lstat(path).st_mode)
+        mode_bits = os.lstat(path).st_mode
     except FileNotFoundError:
-        return {**out, "state": "free", "exists": False}
+        return {**out, "state": "missing", "exists": False}
     except OSError as exc:
         return {**out, "state": "unknown", "error": exc.strerror}
+    if stat.S_ISLNK(mode_bits):
+        return {**out, "state": "unknown", "error": "it is a symbolic link (lock files must not be links)"}
+    is_marker = stat.S_ISDIR(mode_bits)
     info: LockInfo | None
     if is_marker:
         out["strategy"] = "marker"
@@ -248,13 +251,13 @@ def _describe(path: str, stale_after: float) -> dict[str, Any]:
     else:
         out["strategy"] = "kernel"
         mode = kernel_mode(path)
-        token, info = read_holder(path)
+        token, _record = read_holder(path)
         out["fencing_token"] = token
         if mode is None:
             return {**out, "state": "free"}
         out.update(state="held", mode=mode)
-        if mode == "shared":
-            info = None
+        # The kernel's holder; the record is shown only when it names that same process.
+        info = None if mode == "shared" else FileLock(path).holder()
     if info is not None:
         out.update(
             pid=info.pid,
@@ -262,28 +265,45 @@ def _describe(path: str, stale_after: float) -> dict[str, Any]:
             thread=info.thread,
             held_for=None if info.held_for is None else round(info.held_for, 3),
             fencing_token=info.fencing_token or out.get("fencing_token", 0),
+            recorded=info.recorded,
         )
     return out
 
 
 def _status(ns: argparse.Namespace) -> int:
     rows = [_describe(os.path.abspath(p), ns.stale_after) for p in ns.paths]
+    code = 0
+    for r in rows:
+        if r["state"] == "unknown":
+            _err(f"cannot read {r['path']}: {r['error']}")
+            code = EX_UNAVAILABLE
+        elif r["state"] == "missing" and code == 0:
+            code = 1
     if ns.json:
         print(json.dumps(rows, indent=2))
-        return 0
+        return code
     for r in rows:
+        if r["state"] == "missing":
+            print(f"{r['path']}: no such lock file")
+            continue
+        if r["state"] == "unknown":
+            continue
         if r["state"] != "held":
             extra = f" (last fencing token {r['fencing_token']})" if r.get("fencing_token") else ""
             print(f"{r['path']}: {r['state']}{extra}")
             continue
-        who = f" by pid {r['pid']} on {r['host']} (thread {r['thread']!r})" if r.get("pid") else ""
+        who = ""
+        if r.get("pid") and r.get("recorded") is False:
+            who = f" by pid {r['pid']} on {r['host']} (not a lockkit holder: another program)"
+        elif r.get("pid"):
+            who = f" by pid {r['pid']} on {r['host']} (thread {r['thread']!r})"
         held = f" for {r['held_for']:.1f} s" if r.get("held_for") is not None else ""
         token = f", fencing token {r['fencing_token']}" if r.get("fencing_token") else ""
         stale = ""
         if r.get("strategy") == "marker":
             stale = f"; STALE: {r['stale_reason']}" if r["stale"] else "; not stale"
         print(f"{r['path']}: held {r['mode']}{who}{held}{token} [{r['strategy']}]{stale}")
-    return 0
+    return code
 
 
 def _break(ns: argparse.Namespace) -> int:
