@@ -302,3 +302,9 @@ def _parent(pid: int) -> int:
             return int(f.read().rsplit(")", 1)[1].split()[1])
     except (FileNotFoundError, ValueError, IndexError):
         return -1
+
+
+def test_help_texts_are_plain_text() -> None:
+    for args in (["--help"], ["run", "--help"], ["bench", "--help"], ["sweep", "--help"]):
+        r = lk(*args)
+        assert r.returncode == 0 and "``" not in r.stdout and ":class:" not in r.stdout, args

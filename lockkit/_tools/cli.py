@@ -1,9 +1,10 @@
 """The ``lockkit`` command: run, status, break, sweep, bench, demo.
 
 Exit codes: 0 success; for ``run`` the command's own status; the ``-E`` code (default 1)
-when ``run`` cannot get the lock; 2 usage error; 66 a directory to sweep does not exist;
-69 (EX_UNAVAILABLE) a lock file or a needed tool cannot be used; 75 (EX_TEMPFAIL)
-``break`` refused because the holder may be alive; 127 the command to run was not found.
+when ``run`` cannot get the lock; 1 when ``status`` finds no such lock file; 2 usage
+error; 66 a directory to sweep does not exist; 69 (EX_UNAVAILABLE) a lock file or a
+needed tool cannot be used; 75 (EX_TEMPFAIL) ``break`` refused because the holder may be
+alive; 126 the command to run cannot be executed; 127 it was not found.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import errno
 import json
 import math
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -30,6 +32,12 @@ from lockkit.files._marker import MarkerStrategy, break_marker, read_marker, sta
 EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
 EX_TEMPFAIL = 75
+
+
+def plain_text(doc: str | None) -> str:
+    """A docstring as help text: reST literals and roles become plain text."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", doc or "")
+    return text.replace("``", "")
 
 
 def _seconds(text: str) -> float:
@@ -64,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     from lockkit._version import __version__
 
     parser = argparse.ArgumentParser(
-        prog="lockkit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="lockkit", description=plain_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"lockkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -115,7 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import importlib
 
     groups = ["threads", "files", "storage", "store", "retry", "redis"]
-    parser = argparse.ArgumentParser(prog="lockkit bench", description=__doc__)
+    from lockkit._tools.cli import plain_text
+
+    parser = argparse.ArgumentParser(prog="lockkit bench", description=plain_text(__doc__))
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a few seconds per group)")
     parser.add_argument("--only", action="append", default=[], choices=sorted(groups), help="run only these groups")
     args = parser.parse_args(argv)
