@@ -631,8 +631,11 @@ class RedisLock:
             if ambiguous:
                 # After an ambiguous failure (a lost reply, a timeout) the server may have
                 # granted the lock to this token: release it if it is ours, so a lost
-                # reply never orphans the lock for a whole lease.
-                self._release_if_ours(token)
+                # reply never orphans the lock for a whole lease. In the background: the
+                # caller's time is up, and a server that did not answer may not answer now.
+                threading.Thread(
+                    target=self._release_if_ours, args=(token,), name="lockkit-redis-takeback", daemon=True
+                ).start()
             if ticket:
                 self._cancel(ticket)
 
