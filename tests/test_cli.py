@@ -308,3 +308,31 @@ def test_help_texts_are_plain_text() -> None:
     for args in (["--help"], ["run", "--help"], ["bench", "--help"], ["sweep", "--help"]):
         r = lk(*args)
         assert r.returncode == 0 and "``" not in r.stdout and ":class:" not in r.stdout, args
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_demo_serve_cleans_up_on_sigterm_and_sighup(sig: int) -> None:
+    pytest.importorskip("gunicorn")
+    demo = subprocess.Popen(
+        [*LK, "demo", "--requests", "20", "--serve"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert demo.stdout is not None
+    data = server = None
+    for line in demo.stdout:
+        if line.startswith("serving the locked demo"):
+            data = line.split(" data in ", 1)[1].strip().rstrip(")") if " data in " in line else None
+            server = int(line.rsplit("pid ", 1)[1].split(",")[0]) if "pid " in line else None
+            break
+    assert data and server, "the demo did not say where it serves from"
+    assert os.path.isdir(data) and not _gone(server)
+    demo.send_signal(sig)
+    demo.wait(60)
+    for _ in range(600):  # gunicorn's master must be stopped by the demo, not left running
+        if _gone(server):
+            break
+        time.sleep(0.05)
+    else:
+        os.killpg(server, signal.SIGKILL)
+        pytest.fail("the demo left its gunicorn server running")
+    assert not os.path.exists(data)

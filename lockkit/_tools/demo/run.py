@@ -64,7 +64,7 @@ def start_server(data: str, locking: str, workers: int, threads: int, port: int)
     try:
         with fetch_with_retry(f"http://127.0.0.1:{port}/healthz", policy=ready, timeout=2):
             pass
-    except (OSError, urllib.error.URLError):
+    except BaseException:  # not ready, or interrupted (a signal): never leave it running
         stop_server(proc)
         raise
     return proc
@@ -155,20 +155,24 @@ def one_run(
 ) -> tuple[RunResult, str]:
     """Seed the accounts, serve, send the burst, stop, check."""
     data = tempfile.mkdtemp(prefix=f"lockkit-demo-{locking}-")
-    repo = JsonRepository(os.path.join(data, "accounts"))
-    for a in ACCOUNTS:
-        repo.put(a, {"balance": START_BALANCE, "applied": 0})
-    port = free_port()
-    result = RunResult(locking)
-    proc = start_server(data, locking, workers, threads, port)
+    done = False
     try:
-        load(port, requests, connections, result)
-        collect_metrics(port, result)
+        repo = JsonRepository(os.path.join(data, "accounts"))
+        for a in ACCOUNTS:
+            repo.put(a, {"balance": START_BALANCE, "applied": 0})
+        port = free_port()
+        result = RunResult(locking)
+        proc = start_server(data, locking, workers, threads, port)
+        try:
+            load(port, requests, connections, result)
+            collect_metrics(port, result)
+        finally:
+            stop_server(proc)
+        check(data, result)
+        done = True
     finally:
-        stop_server(proc)
-    check(data, result)
-    if not keep:
-        shutil.rmtree(data, ignore_errors=True)
+        if not (keep and done):  # kept only when asked, and only a finished run's data
+            shutil.rmtree(data, ignore_errors=True)
     return result, data
 
 
@@ -203,7 +207,13 @@ def render(results: list[RunResult], workers: int, threads: int, connections: in
 
 
 def main(requests: int, workers: int, threads: int, connections: int, keep: bool, serve: bool) -> int:
-    """Run the demo; exit status 0 only if the locked run held the invariant."""
+    """Run the demo; exit status 0 only if the locked run held the invariant.
+
+    SIGTERM and SIGHUP end it like Ctrl-C does: the servers it started are stopped and
+    its temporary directories removed before it exits (with status 128 + the signal).
+    """
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
     if importlib.util.find_spec("gunicorn") is None:
         print("lockkit demo needs gunicorn: pip install 'lockkit[demo]'", file=sys.stderr)
         return 69
@@ -225,24 +235,30 @@ def main(requests: int, workers: int, threads: int, connections: int, keep: bool
     return 0 if ok else 1
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through every finally: servers stopped, directories removed
+
+
 def _serve(workers: int, threads: int) -> None:
     data = tempfile.mkdtemp(prefix="lockkit-demo-serve-")
-    repo = JsonRepository(os.path.join(data, "accounts"))
-    for a in ACCOUNTS:
-        repo.put(a, {"balance": START_BALANCE, "applied": 0})
-    port = free_port()
-    proc = start_server(data, "on", workers, threads, port)
-    url = f"http://127.0.0.1:{port}"
-    print(
-        f"\nserving the locked demo at {url}\n"
-        f"  try: curl -X POST '{url}/transfer?src=a1&dst=a2&amount=3'; curl {url}/metrics; curl {url}/healthz"
-    )
-    print("press Ctrl-C to stop")
-    try:
+    proc: subprocess.Popen[bytes] | None = None
+    try:  # from the first moment: a signal at any point stops the server and removes the data
+        repo = JsonRepository(os.path.join(data, "accounts"))
+        for a in ACCOUNTS:
+            repo.put(a, {"balance": START_BALANCE, "applied": 0})
+        port = free_port()
+        proc = start_server(data, "on", workers, threads, port)
+        url = f"http://127.0.0.1:{port}"
+        print(
+            f"\nserving the locked demo at {url} (gunicorn pid {proc.pid}, data in {data})\n"
+            f"  try: curl -X POST '{url}/transfer?src=a1&dst=a2&amount=3'; curl {url}/metrics; curl {url}/healthz"
+        )
+        print("press Ctrl-C to stop", flush=True)
         while proc.poll() is None:
             time.sleep(0.5)
     except KeyboardInterrupt:
         print("\nstopping ...")
     finally:
-        stop_server(proc)
+        if proc is not None:
+            stop_server(proc)
         shutil.rmtree(data, ignore_errors=True)
