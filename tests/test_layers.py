@@ -86,3 +86,17 @@ def test_import_lockkit_loads_no_layer_until_used() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()
     assert out.split(",") == ["lockkit._version", "lockkit.exceptions"]
+
+
+def test_the_cli_and_file_locks_load_no_optional_dependency() -> None:
+    # `lockkit run` must start fast: tenacity, structlog (which pulls in asyncio) and
+    # cryptography load only when a feature that needs them is used.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lockkit._tools.cli, lockkit.files, lockkit.sync; "
+        "print(sorted(m for m in ('tenacity', 'structlog', 'asyncio', 'cryptography') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

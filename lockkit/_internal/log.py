@@ -8,11 +8,27 @@ warnings are always emitted. No secret, key or record content is ever logged.
 from __future__ import annotations
 
 import contextlib
+import sys
 from typing import Any
 
-import structlog
+_logger: Any = None
 
-logger = structlog.get_logger("lockkit")
+
+def _get_logger() -> Any:
+    """lockkit's structlog logger, importing structlog on first use (it pulls in asyncio)."""
+    global _logger
+    if _logger is None:
+        import structlog
+
+        _logger = structlog.get_logger("lockkit")
+    return _logger
+
+
+def _configured() -> bool:
+    """Whether the application configured structlog (it cannot have, if it never imported it)."""
+    structlog = sys.modules.get("structlog")
+    return structlog is not None and bool(structlog.is_configured())
+
 
 LOCK_CONTENDED = "lockkit.lock_contended"
 LOCK_WAIT_SLOW = "lockkit.lock_wait_slow"
@@ -29,19 +45,19 @@ DEEP_QUEUE = 10
 
 def debug(event: str, **fields: Any) -> None:
     """Emit a debug event if the application configured structlog."""
-    if structlog.is_configured():
-        _emit(logger.debug, event, fields)
+    if _configured():
+        _emit("debug", event, fields)
 
 
 def warning(event: str, **fields: Any) -> None:
     """Emit a warning event."""
-    _emit(logger.warning, event, fields)
+    _emit("warning", event, fields)
 
 
 def info(event: str, **fields: Any) -> None:
     """Emit an info event if the application configured structlog."""
-    if structlog.is_configured():
-        _emit(logger.info, event, fields)
+    if _configured():
+        _emit("info", event, fields)
 
 
 def slow_wait(name: str | None, seconds: float, granted: bool) -> None:
@@ -50,8 +66,8 @@ def slow_wait(name: str | None, seconds: float, granted: bool) -> None:
         debug(LOCK_WAIT_SLOW, lock=name, waited=round(seconds, 4), granted=granted)
 
 
-def _emit(method: Any, event: str, fields: dict[str, Any]) -> None:
+def _emit(level: str, event: str, fields: dict[str, Any]) -> None:
     # A broken log pipeline (a processor or handler that raises) must never break a
     # lock: its errors are dropped here, as the standard logging module does.
     with contextlib.suppress(Exception):
-        method(event, **fields)
+        getattr(_get_logger(), level)(event, **fields)
