@@ -336,3 +336,9 @@ def test_demo_serve_cleans_up_on_sigterm_and_sighup(sig: int) -> None:
         os.killpg(server, signal.SIGKILL)
         pytest.fail("the demo left its gunicorn server running")
     assert not os.path.exists(data)
+
+
+def test_bench_startup_group_prints_import_and_start_up_rows() -> None:
+    r = lk("bench", "--quick", "--only", "startup", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "import lockkit.files (FileLock)" in r.stdout and "lockkit run -n LOCK -- true" in r.stdout

@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
     import importlib
 
-    groups = ["threads", "files", "storage", "store", "retry", "redis"]
+    groups = ["threads", "files", "storage", "store", "retry", "redis", "startup"]
     from lockkit._tools.cli import plain_text
 
     parser = argparse.ArgumentParser(prog="lockkit bench", description=plain_text(__doc__))
