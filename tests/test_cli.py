@@ -342,3 +342,18 @@ def test_bench_startup_group_prints_import_and_start_up_rows() -> None:
     r = lk("bench", "--quick", "--only", "startup", timeout=300)
     assert r.returncode == 0, r.stderr
     assert "import lockkit.files (FileLock)" in r.stdout and "lockkit run -n LOCK -- true" in r.stdout
+
+
+def test_bench_strict_exits_non_zero_when_a_bar_misses(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lockkit._tools.bench as bench
+    import lockkit._tools.bench.retry as retry_group
+
+    def one_table(quick: bool) -> list[bench.Table]:
+        t = bench.Table("a table", [("x", "x")])
+        t.add("row", x=1.0)
+        t.bar("a bar that misses (bar <= 1x)", 2.0, 1.0, at_most=True)  # a miss on any machine
+        return [t]
+
+    monkeypatch.setattr(retry_group, "run", one_table)
+    assert bench.main(["--only", "retry"]) == 0
+    assert bench.main(["--only", "retry", "--strict"]) == 1

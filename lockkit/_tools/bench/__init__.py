@@ -120,7 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lockkit bench", description=plain_text(__doc__))
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a few seconds per group)")
     parser.add_argument("--only", action="append", default=[], choices=sorted(groups), help="run only these groups")
+    parser.add_argument("--strict", action="store_true", help="exit with status 1 when any bar is missed")
     args = parser.parse_args(argv)
+    missed = 0
     for name in groups:
         if args.only and name not in args.only:
             continue
@@ -132,4 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for table in run(args.quick):
             print(table.render(), flush=True)
             print(flush=True)
+            missed += sum(1 for _text, met, _measured in table.bars if met is False)
+    if args.strict and missed:
+        print(f"{missed} bar(s) missed", flush=True)
+        return 1
     return 0
