@@ -15,7 +15,7 @@ _logger: Any = None
 
 
 def _get_logger() -> Any:
-    """lockkit's structlog logger, importing structlog on first use (it pulls in asyncio)."""
+    """Return lockkit's structlog logger, importing structlog on first use (it pulls in asyncio)."""
     global _logger
     if _logger is None:
         import structlog

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import statistics as _st
@@ -30,11 +31,9 @@ def imports(quick: bool) -> Table:
     floor = _ms([sys.executable, "-c", "pass"], rounds)
     t.add("python -c pass (floor)", ms=floor, over=0.0)
     rows = [("import lockkit", "import lockkit"), ("import lockkit.files (FileLock)", "import lockkit.files")]
-    try:
-        import filelock  # noqa: F401 - only whether it is installed
-
+    if importlib.util.find_spec("filelock") is not None:
         rows.append(("import filelock", "import filelock"))
-    except ImportError:
+    else:
         t.notes.append("filelock is not installed: pip install 'lockkit[bench]'")
     for name, code in rows:
         ms = _ms([sys.executable, "-c", code], rounds)

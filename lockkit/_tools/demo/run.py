@@ -16,7 +16,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
 from dataclasses import dataclass, field
 from typing import Any
 
