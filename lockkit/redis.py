@@ -230,7 +230,7 @@ def _connect_within(conn: Any, left: float) -> None:
         sock.settimeout(socket_timeout)
 
 
-def _bounded(client: _redis.Redis, until: float | None, *commands: tuple[Any, ...]) -> list[Any]:
+def _bounded(conns: _Connections, until: float | None, *commands: tuple[Any, ...]) -> list[Any]:
     """Run ``commands`` (pipelined, one round trip) without waiting past ``until`` (monotonic).
 
     Every socket operation is bounded by the time left: the connect, and the wait for
@@ -238,7 +238,6 @@ def _bounded(client: _redis.Redis, until: float | None, *commands: tuple[Any, ..
     connection is dropped (its state is unknown), never reused. ``until=None`` waits as
     long as the server takes.
     """
-    conns = _connections_for(client)
     conn = conns.get()
     try:
         if until is not None:
@@ -260,13 +259,13 @@ def _bounded(client: _redis.Redis, until: float | None, *commands: tuple[Any, ..
         conns.put(conn)
 
 
-def _run_script(client: _redis.Redis, script: Any, until: float | None, keys: list[str], args: list[Any]) -> Any:
+def _run_script(conns: _Connections, script: Any, until: float | None, keys: list[str], args: list[Any]) -> Any:
     """``EVALSHA`` (loading the script when the server lacks it), bounded like :func:`_bounded`."""
     try:
-        return _bounded(client, until, ("EVALSHA", script.sha, len(keys), *keys, *args))[0]
+        return _bounded(conns, until, ("EVALSHA", script.sha, len(keys), *keys, *args))[0]
     except _redis.exceptions.NoScriptError:
-        _bounded(client, until, ("SCRIPT", "LOAD", script.script))
-        return _bounded(client, until, ("EVALSHA", script.sha, len(keys), *keys, *args))[0]
+        _bounded(conns, until, ("SCRIPT", "LOAD", script.script))
+        return _bounded(conns, until, ("EVALSHA", script.sha, len(keys), *keys, *args))[0]
 
 
 #: Bound (seconds) for calls that have no caller deadline: release, cancel, introspection.
@@ -472,6 +471,7 @@ class RedisLock:
         self._wake_prefix = f"{base}:wake:"
         server = client.connection_pool.connection_kwargs
         self._held_key = f"{server.get('host')}:{server.get('port')}:{server.get('path')}:{server.get('db')}:{base}"
+        self._conns = _connections_for(client)  # looked up once: not on every call
         self._acquire_script = client.register_script(_ACQUIRE)
         self._release_script = client.register_script(_RELEASE)
         self._renew_script = client.register_script(_RENEW)
@@ -530,7 +530,7 @@ class RedisLock:
             policy = policy.replace(timeout=max(0.001, min(policy.timeout or 5.0, left)))
             if left == 0:  # one attempt: give it a moment to answer
                 until = monotonic() + min(CALL_BOUND, self.lease)
-        granted, value = policy.call(_run_script, self._client, self._acquire_script, until, keys, args)
+        granted, value = policy.call(_run_script, self._conns, self._acquire_script, until, keys, args)
         if granted:
             return True, int(value)
         return False, value.decode() if isinstance(value, bytes) else str(value)
@@ -626,7 +626,7 @@ class RedisLock:
                 wait = max(0.01, POLL if left is None else min(POLL, left))
                 # only the head is pushed on release; the timeout is the bounded fallback poll
                 with contextlib.suppress(_redis.RedisError):  # the next attempt retries or reports it
-                    _bounded(self._client, monotonic() + wait + 1.0, ("BLPOP", self._wake_prefix + ticket, wait))
+                    _bounded(self._conns, monotonic() + wait + 1.0, ("BLPOP", self._wake_prefix + ticket, wait))
         finally:
             if ambiguous:
                 # After an ambiguous failure (a lost reply, a timeout) the server may have
@@ -639,16 +639,22 @@ class RedisLock:
             if ticket:
                 self._cancel(ticket)
 
-    def _release_if_ours(self, token: str) -> None:
+    def _release_in_redis(self, token: str) -> Any:
+        """Run the release script for ``token`` (only ever this token's hold is removed)."""
         k = self._keys
+        bound = min(CALL_BOUND, self.lease)  # past it, the lease frees the lock anyway
+        return _TRANSIENT.replace(timeout=bound).call(
+            _run_script,
+            self._conns,
+            self._release_script,
+            monotonic() + bound,
+            [k["holder"], k["readers"], k["queue"], k["qexp"]],
+            [token, self._mode, self._wake_prefix],
+        )
+
+    def _release_if_ours(self, token: str) -> None:
         try:
-            _run_script(
-                self._client,
-                self._release_script,
-                monotonic() + min(CALL_BOUND, self.lease),
-                [k["holder"], k["readers"], k["queue"], k["qexp"]],
-                [token, self._mode, self._wake_prefix],
-            )
+            self._release_in_redis(token)
         except _redis.RedisError:  # unreachable: the lease frees it
             _log.warning("lockkit.redis_release_failed", lock=self.name)
 
@@ -656,7 +662,7 @@ class RedisLock:
         k = self._keys
         with contextlib.suppress(_redis.RedisError):  # unreachable: the ticket expires on its own
             _bounded(
-                self._client,
+                self._conns,
                 monotonic() + min(CALL_BOUND, self.lease),
                 ("ZREM", k["queue"], ticket),
                 ("HDEL", k["qexp"], ticket),
@@ -687,16 +693,7 @@ class RedisLock:
                 raise LockLostError(
                     f"redis lock {self.name!r} was lost before release (lease expired or server lost it)"
                 )
-            k = self._keys
-            bound = min(CALL_BOUND, self.lease)  # past it, the lease frees the lock anyway
-            ok = _TRANSIENT.replace(timeout=bound).call(
-                _run_script,
-                self._client,
-                self._release_script,
-                monotonic() + bound,
-                [k["holder"], k["readers"], k["queue"], k["qexp"]],
-                [hold.token, self._mode, self._wake_prefix],
-            )
+            ok = self._release_in_redis(hold.token)
             if not ok:
                 self._mark_lost(hold)
                 raise LockLostError(f"redis lock {self.name!r} was no longer held at release (its lease had expired)")
@@ -713,7 +710,7 @@ class RedisLock:
         k = self._keys
         try:
             ok = _run_script(  # never waits past the lease: a paused server means a lost hold, on time
-                self._client,
+                self._conns,
                 self._renew_script,
                 hold.deadline,
                 [k["holder"], k["readers"]],
@@ -803,7 +800,7 @@ class RedisLock:
         """Whether anyone holds the lock in Redis (exclusive or shared)."""
         k = self._keys
         exists, readers = _bounded(
-            self._client, monotonic() + CALL_BOUND, ("EXISTS", k["holder"]), ("HLEN", k["readers"])
+            self._conns, monotonic() + CALL_BOUND, ("EXISTS", k["holder"]), ("HLEN", k["readers"])
         )
         return bool(exists) or int(readers) > 0
 
@@ -813,13 +810,13 @@ class RedisLock:
 
     def queue_length(self) -> int:
         """Waiters queued in Redis (every host)."""
-        return int(_bounded(self._client, monotonic() + CALL_BOUND, ("ZCARD", self._keys["queue"]))[0])
+        return int(_bounded(self._conns, monotonic() + CALL_BOUND, ("ZCARD", self._keys["queue"]))[0])
 
     def holder(self) -> LockInfo | None:
         """Who holds the lock: host, pid, thread, acquired_at, token; ``None`` if free."""
         k = self._keys
         value, readers, fence, server_time = _bounded(
-            self._client,
+            self._conns,
             monotonic() + CALL_BOUND,
             ("GET", k["holder"]),
             ("HLEN", k["readers"]),

@@ -36,6 +36,51 @@ class Worker:
         return self.result
 
 
+def hold_in_thread(lock: Any, name: str | None = None) -> tuple[threading.Thread, threading.Event]:
+    """Hold ``lock`` from another thread (named ``name``) until the returned event is set.
+
+    Returns once the thread holds it; set the event, then join the thread.
+    """
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with lock:
+            held.set()
+            release.wait(60)
+
+    t = threading.Thread(target=hold, name=name, daemon=True)
+    t.start()
+    assert held.wait(30)
+    return t, release
+
+
+def run_in_forked_child(check: Callable[[], Any]) -> int:
+    """Run ``check()`` in a forked child: its exit code, 0 when it returned true.
+
+    3 when it returned false, 4 (with the traceback printed) when it raised.
+    """
+    import os
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # "fork() with threads" on 3.12+
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            code = 0 if check() else 3
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+            code = 4
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
 @pytest.fixture
 def worker() -> Callable[..., Worker]:
     return Worker

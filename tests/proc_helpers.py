@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import lockkit
@@ -225,14 +227,78 @@ def storage_with_tiny_file_limit(directory: str, result: Any) -> None:
 
 
 def sigterm_while_holding_a_store_lock(path: str, ready: Any) -> None:
-    """Hold a store's internal lock (as a long ``items()`` loop would) when SIGTERM arrives."""
+    """Hold a store's internal lock (as a long ``items()`` loop would) when SIGTERM arrives.
+
+    The lock is held until the signal handler has run (it restores the previous
+    disposition), however late the signal comes.
+    """
+    import signal
+
     store = lockkit.PersistentStore(path, save="debounced", debounce=3600)
     lockkit.storage.flush_stores_on_signal()
     store.set("k", "unsaved")  # pending: only the shutdown flush can save it
+    installed = signal.getsignal(signal.SIGTERM)
     with store._mu:  # what items() holds while it copies the map
         ready.set()
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:  # the signal arrives in here, on this thread
+        for _ in range(6000):  # until the handler has run, in here, on this thread
+            if signal.getsignal(signal.SIGTERM) is not installed:
+                break
             time.sleep(0.01)
     while True:
         time.sleep(0.1)
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), or ``None`` if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def gone(pid: int) -> bool:
+    """Whether process ``pid`` has exited (a zombie counts as exited)."""
+    fields = proc_stat(pid)
+    return fields is None or fields[0] in ("Z", "X")
+
+
+def parent_pid(pid: int) -> int:
+    """The parent of ``pid`` (-1 if it is gone)."""
+    fields = proc_stat(pid)
+    return -1 if fields is None else int(fields[1])
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Wait until ``pid`` (any process, not only a child) has exited; ``False`` if it has not in time.
+
+    Waits on a pidfd, which becomes readable when the process exits: an event, not a poll.
+    """
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0]) or gone(pid)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def held_by_child(lock_path: str, strategy: str = "kernel", stale_after: float = 300.0) -> Iterator[Any]:
+    """A forked child holding the lock (``hold_forever``) for the block; SIGKILLed after it."""
+    import multiprocessing
+    import signal
+
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Event()
+    child = ctx.Process(target=hold_forever, args=(lock_path, strategy, ready, stale_after))
+    child.start()
+    try:
+        assert ready.wait(30), "the child never took the lock"
+        yield child
+    finally:
+        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        child.join(10)

@@ -192,14 +192,6 @@ def test_sweep_locks_recursive_and_dry_run(tmp_path: Path) -> None:
     assert done.returncode == 0 and f"removed {lock}" in done.stdout and not lock.exists()
 
 
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
-        return True
-
-
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("strategy", ["kernel", "marker"])
 def test_kill_9_of_lockkit_run_keeps_the_lock_until_its_command_exits(tmp_path: Path, strategy: str) -> None:
@@ -215,13 +207,12 @@ def test_kill_9_of_lockkit_run_keeps_the_lock_until_its_command_exits(tmp_path: 
     try:
         runner.kill()  # kill -9 of lockkit itself; the command keeps running
         runner.wait(20)
-        assert not _gone(command)
+        assert not proc_helpers.gone(command)
         second = lk("run", "-n", "--strategy", strategy, str(lock), "--", "true")
         assert second.returncode == 1, "a second copy started while the first command still ran"
     finally:
         os.kill(command, signal.SIGKILL)
-    while not _gone(command):  # reaped by init; waits on the process, not on the clock
-        time.sleep(0.01)
+    assert proc_helpers.wait_gone(command, 60)  # reaped by init: waits on the process itself
     assert lk("run", "-n", "--strategy", strategy, str(lock), "--", "true").returncode == 0
 
 
@@ -289,19 +280,13 @@ def test_status_names_the_kernels_holder_not_a_stale_record(tmp_path: Path) -> N
         assert other.stdout is not None and other.stdout.readline().strip() == "in"
         (row,) = json.loads(lk("status", "--json", str(lock)).stdout)
         assert row["state"] == "held"
-        holders = {other.pid} | {int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == other.pid}
+        holders = {other.pid} | {
+            int(p) for p in os.listdir("/proc") if p.isdigit() and proc_helpers.parent_pid(int(p)) == other.pid
+        }
         assert row["pid"] in holders and row.get("recorded") is False, row
     finally:
         other.kill()
         other.wait(10)
-
-
-def _parent(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (FileNotFoundError, ValueError, IndexError):
-        return -1
 
 
 def test_help_texts_are_plain_text() -> None:
@@ -325,14 +310,10 @@ def test_demo_serve_cleans_up_on_sigterm_and_sighup(sig: int) -> None:
             server = int(line.rsplit("pid ", 1)[1].split(",")[0]) if "pid " in line else None
             break
     assert data and server, "the demo did not say where it serves from"
-    assert os.path.isdir(data) and not _gone(server)
+    assert os.path.isdir(data) and not proc_helpers.gone(server)
     demo.send_signal(sig)
     demo.wait(60)
-    for _ in range(600):  # gunicorn's master must be stopped by the demo, not left running
-        if _gone(server):
-            break
-        time.sleep(0.05)
-    else:
+    if not proc_helpers.wait_gone(server, 30):  # gunicorn's master must be stopped by the demo
         os.killpg(server, signal.SIGKILL)
         pytest.fail("the demo left its gunicorn server running")
     assert not os.path.exists(data)

@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 import pytest
-from conftest import Worker, wait_queued
+from conftest import Worker, hold_in_thread, run_in_forked_child, wait_queued
 from locklikes import LOCKLIKES
 
 import lockkit
@@ -200,37 +200,11 @@ def test_every_locklike_is_weak_referenceable(name: str) -> None:
 def test_locked_means_held_by_anyone(name: str) -> None:
     lock = make(name)
     assert not lock.locked()
-    held = threading.Event()
-    done = threading.Event()
-
-    def hold() -> None:
-        with lock:
-            held.set()
-            done.wait(30)
-
-    t = threading.Thread(target=hold)
-    t.start()
-    assert held.wait(30)
+    t, release = hold_in_thread(lock)
     assert lock.locked()  # held by another thread: still "locked"
-    done.set()
+    release.set()
     t.join()
     assert not lock.locked()
-
-
-def _hold_in_thread(lock: Any) -> tuple[threading.Thread, threading.Event]:
-    """Hold ``lock`` from another thread until the returned event is set."""
-    held = threading.Event()
-    release = threading.Event()
-
-    def hold() -> None:
-        with lock:
-            held.set()
-            release.wait(60)
-
-    t = threading.Thread(target=hold, daemon=True)
-    t.start()
-    assert held.wait(30)
-    return t, release
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -239,7 +213,7 @@ def test_keyboard_interrupt_while_waiting_leaves_no_ghost(name: str) -> None:
 
     assert threading.current_thread() is threading.main_thread()
     lock = make(name)
-    holder, release = _hold_in_thread(lock)
+    holder, release = hold_in_thread(lock)
     before = lock.statistics().acquisitions
     main = threading.get_ident()
 
@@ -278,7 +252,7 @@ def test_log_pipeline_errors_never_corrupt_a_lock(name: str) -> None:
     )
     try:
         lock = make(name)
-        holder, release = _hold_in_thread(lock)
+        holder, release = hold_in_thread(lock)
         waiter = Worker(lambda: lock.acquire(timeout=30) and (lock.release() or True))
         wait_queued(lock, 1)
         assert lock.acquire(timeout=0.05) is False  # a timed-out wait logs too
@@ -292,33 +266,11 @@ def test_log_pipeline_errors_never_corrupt_a_lock(name: str) -> None:
         structlog.configure(**old)
 
 
-def _in_forked_child(check: Any) -> int:
-    import os
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # "fork() with threads" on 3.12+
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            code = 0 if check() else 3
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
-            code = 4
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_fork_keeps_the_forking_threads_hold_and_frees_the_others(name: str) -> None:
     mine = make(name)
     theirs = make(name)
-    holder, release = _hold_in_thread(theirs)
+    holder, release = hold_in_thread(theirs)
     in_process = not name.startswith("FileLock")  # a file lock's kernel hold stays the parent's
     try:
         with mine:
@@ -333,7 +285,7 @@ def test_fork_keeps_the_forking_threads_hold_and_frees_the_others(name: str) -> 
                     theirs.release()
                 return again is in_process and other is in_process
 
-            assert _in_forked_child(child) == 0
+            assert run_in_forked_child(child) == 0
             assert mine.locked()  # the parent's hold is untouched
     finally:
         release.set()
@@ -348,7 +300,7 @@ def test_timeouts_beyond_timeout_max_wait_forever(name: str, huge: float, monkey
 
     monkeypatch.setattr(_log, "LONG_WAIT", 0.0)  # take the long-wait branch at once
     lock = make(name)
-    holder, release = _hold_in_thread(lock)
+    holder, release = hold_in_thread(lock)
     waiter = Worker(lambda: lock.acquire(timeout=huge) and (lock.release() or True))
     wait_queued(lock, 1)
     release.set()
@@ -403,7 +355,7 @@ def test_condition_over_every_lock(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_wait_until_queued_sees_a_waiter_that_already_timed_out(name: str) -> None:
     lock = make(name)
-    holder, release = _hold_in_thread(lock)
+    holder, release = hold_in_thread(lock)
     try:
         quick = Worker(lambda: lock.acquire(timeout=0.001))
         assert quick.join() is False  # queued, then gave up before anyone looked

@@ -9,14 +9,13 @@ import os
 import shutil
 import signal
 import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import proc_helpers
 import pytest
-from conftest import Worker
+from conftest import Worker, hold_in_thread
 
 import lockkit
 from lockkit.files import _holder, _marker
@@ -96,18 +95,11 @@ def test_sigkilled_holder_releases(tmp_path: Path, strategy: str) -> None:
 
 def test_live_marker_holder_is_never_broken(tmp_path: Path) -> None:
     path = str(tmp_path / "live.lock")
-    ready = ctx.Event()
-    child = ctx.Process(target=proc_helpers.hold_forever, args=(path, "marker", ready, 1.0))
-    child.start()
-    try:
-        assert ready.wait(20)
+    with proc_helpers.held_by_child(path, "marker", 1.0):
         lock = lockkit.FileLock(path, strategy="marker", stale_after=1.0)
         assert lock.acquire(timeout=3.0) is False  # three stale periods; the heartbeat kept it fresh
         marker = _marker.read_marker(str(path))
         assert marker is not None and marker.st.st_mtime > time.time() - 1.0
-    finally:
-        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
-        child.join(10)
 
 
 def test_marker_without_heartbeat_goes_stale(tmp_path: Path) -> None:
@@ -159,11 +151,7 @@ def test_racing_breakers_leave_exactly_one_holder(tmp_path: Path) -> None:
 
 def test_timeout_error_names_the_holder(tmp_path: Path) -> None:
     path = str(tmp_path / "t.lock")
-    ready = ctx.Event()
-    child = ctx.Process(target=proc_helpers.hold_forever, args=(path, "kernel", ready))
-    child.start()
-    try:
-        assert ready.wait(20)
+    with proc_helpers.held_by_child(path) as child:
         lock = lockkit.FileLock(path, timeout=0.2)
         with pytest.raises(lockkit.LockTimeoutError) as info, lock:
             pass  # pragma: no cover
@@ -172,9 +160,6 @@ def test_timeout_error_names_the_holder(tmp_path: Path) -> None:
         started = time.monotonic()
         assert lock.acquire(timeout=0) is False  # one attempt, no waiting
         assert time.monotonic() - started < 0.5
-    finally:
-        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
-        child.join(10)
 
 
 def test_fencing_tokens_strictly_increase_across_processes(tmp_path: Path) -> None:
@@ -277,17 +262,10 @@ def test_deleted_lock_file_is_recreated_not_trusted(tmp_path: Path) -> None:
 @pytest.mark.parametrize("strategy", ["kernel", "marker"])
 def test_locked_is_true_while_another_process_holds_it(tmp_path: Path, strategy: str) -> None:
     path = str(tmp_path / "other.lock")
-    ready = ctx.Event()
-    child = ctx.Process(target=proc_helpers.hold_forever, args=(path, strategy, ready))
-    child.start()
-    try:
-        assert ready.wait(30)
+    with proc_helpers.held_by_child(path, strategy):
         lock = lockkit.FileLock(path, strategy=strategy)  # type: ignore[arg-type]
         assert lock.locked()  # the lock contract: held by anyone, in any process
         assert lock.is_locked()
-    finally:
-        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
-        child.join(10)
     if strategy == "kernel":  # the kernel frees a killed holder's lock at once (a dead marker stays until broken)
         assert not lockkit.FileLock(path).locked()
 
@@ -347,18 +325,9 @@ def test_holder_names_the_thread_that_holds_now_not_an_earlier_one(tmp_path: Pat
     path = str(tmp_path / "threads.lock")
     lock = lockkit.FileLock(path)
     for name in ("first", "second", "third"):  # thread idents are reused as threads come and go
-        held, done = threading.Event(), threading.Event()
-
-        def hold(held: threading.Event = held, done: threading.Event = done) -> None:
-            with lock:
-                held.set()
-                done.wait(30)
-
-        t = threading.Thread(target=hold, name=name)
-        t.start()
-        assert held.wait(30)
+        t, release = hold_in_thread(lock, name)
         info = lock.holder()
-        done.set()
+        release.set()
         t.join()
         assert info is not None and info.thread == name
 
@@ -389,9 +358,8 @@ def test_a_marker_holder_whose_main_thread_exited_is_alive(tmp_path: Path) -> No
     try:
         assert ready.wait(30)
         for _ in range(200):  # wait for the leader to become a zombie (observed, not timed)
-            with open(f"/proc/{child.pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    break
+            if (proc_helpers.proc_stat(child.pid) or ["?"])[0] == "Z":  # type: ignore[arg-type]
+                break
             time.sleep(0.01)
         lock = lockkit.FileLock(path, strategy="marker")
         assert lock.acquire(timeout=0) is False  # its worker thread still holds the lock
@@ -404,18 +372,13 @@ def test_a_marker_holder_whose_main_thread_exited_is_alive(tmp_path: Path) -> No
 
 def test_a_clock_step_never_makes_a_live_local_marker_holder_stale(tmp_path: Path) -> None:
     path = str(tmp_path / "stepped.lock")
-    ready = ctx.Event()
-    child = ctx.Process(target=proc_helpers.hold_forever, args=(path, "marker", ready, 60.0))
-    child.start()
-    try:
-        assert ready.wait(30)
+    with proc_helpers.held_by_child(path, "marker", 60.0):
         hour_ago = time.time() - 3600  # as if the wall clock jumped an hour forward
-        os.utime(path, (hour_ago, hour_ago))
+        marker = _marker.read_marker(path)
+        assert marker is not None
+        os.utime(marker.owner, (hour_ago, hour_ago))  # the heartbeat: the owner file's mtime
         lock = lockkit.FileLock(path, strategy="marker", stale_after=60)
         assert lock.acquire(timeout=0) is False  # pid and start time match a live process: never stale
-    finally:
-        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
-        child.join(10)
 
 
 def _blocked_in_kernel(pid: int) -> bool:
@@ -584,11 +547,7 @@ def test_sweep_lock_files_removes_only_unused_ones(tmp_path: Path) -> None:
     with lockkit.FileLock(tmp_path / "sub" / "deep.lock"):
         pass
     (tmp_path / "empty-marker.lock").mkdir()
-    ready = ctx.Event()
-    child = ctx.Process(target=proc_helpers.hold_forever, args=(str(tmp_path / "held.lock"), "kernel", ready))
-    child.start()
-    try:
-        assert ready.wait(20)
+    with proc_helpers.held_by_child(str(tmp_path / "held.lock")):
         for path in [*tmp_path.glob("*.lock*"), tmp_path / "sub" / "deep.lock"]:
             if path.name != "young.lock":
                 os.utime(path, (old, old))
@@ -602,6 +561,3 @@ def test_sweep_lock_files_removes_only_unused_ones(tmp_path: Path) -> None:
         assert (tmp_path / "held.lock").exists() and (tmp_path / "young.lock").exists()
         with lockkit.FileLock(tmp_path / "free.lock") as lock:  # a removed lock file comes back on use
             assert lock.fencing_token
-    finally:
-        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
-        child.join(10)

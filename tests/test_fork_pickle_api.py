@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import threading
-import warnings
 
 import pytest
-from conftest import Worker, wait_queued
+from conftest import Worker, run_in_forked_child, wait_queued
 from structlog.testing import capture_logs
 
 import lockkit
@@ -16,20 +14,6 @@ import lockkit.sync
 from lockkit._internal import log as _log
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def _fork_and_check(check: object) -> int:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # "fork() with threads" on 3.12+
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            code = 0 if check() else 3  # type: ignore[operator]
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
 
 
 def test_child_starts_with_free_locks() -> None:
@@ -59,7 +43,7 @@ def test_child_starts_with_free_locks() -> None:
             pass
         return bool(ok) and len(manager) == 0
 
-    assert _fork_and_check(child_check) == 0
+    assert run_in_forked_child(child_check) == 0
     release.set()
     h.join()
     assert waiter.join() is True

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import Worker, wait_queued
+from conftest import Worker, hold_in_thread, wait_queued
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
@@ -239,28 +239,15 @@ def test_keys_that_cannot_be_ordered_are_refused() -> None:
 
 @pytest.mark.timeout(30)
 def test_keys_are_redacted_in_timeout_errors_unless_asked() -> None:
-    import threading
-
     secret = "session-3f9a1c0ffee"
     for show, visible in ((False, False), (True, True)):
         manager = lockkit.LockManager("sessions", show_keys=show)
-        held, done = threading.Event(), threading.Event()
-
-        def hold(
-            manager: lockkit.LockManager = manager, held: threading.Event = held, done: threading.Event = done
-        ) -> None:
-            with manager.lock(secret):
-                held.set()
-                done.wait(20)
-
-        t = threading.Thread(target=hold)
-        t.start()
-        assert held.wait(20)
+        t, release = hold_in_thread(manager.lock(secret))
         try:
             with pytest.raises(lockkit.LockTimeoutError) as info, manager.lock(secret, timeout=0):
                 pass  # pragma: no cover
         finally:
-            done.set()
+            release.set()
             t.join()
         text = f"{info.value} {info.value.resource}"
         assert (secret in text) is visible, text

@@ -91,7 +91,7 @@ def test_release_never_deletes_a_successors_lock(client: Any) -> None:
     release_second = threading.Event()
 
     def successor() -> bool:
-        assert second.acquire(timeout=1)
+        assert second.acquire(timeout=30)  # free once the lease ran out: a bound, not a speed
         release_second.wait(30)
         second.release()
         return True
@@ -450,7 +450,7 @@ def test_acquire_honours_its_timeout_while_the_server_is_paused(server: RedisSer
     # socket operation, acquire(timeout=...) blocks forever.
     c = redis.Redis(port=server.port, socket_timeout=None, socket_connect_timeout=None)
     lock = RedisLock(c, "paused", lease=5)
-    assert lock.acquire(timeout=1)
+    assert lock.acquire(timeout=30)
     lock.release()
     assert server.proc is not None
     os.kill(server.proc.pid, signal.SIGSTOP)

@@ -268,7 +268,8 @@ def try_publish(path: str, stale_after: float, file_mode: int = 0o600) -> Marker
     fd = -1
     published = False
     try:
-        fd = open_lock_file(os.path.join(tmp, name), os.O_RDWR | os.O_CREAT | os.O_EXCL, file_mode)
+        # O_EXCL in our own new directory: the file is ours, no owner check to make
+        fd = open_lock_file(os.path.join(tmp, name), os.O_RDWR | os.O_CREAT | os.O_EXCL, file_mode, check=False)
         try:
             record = memoryview(b"%s%.3f}\n" % (record_prefix(), time.time()))
             while record:  # a short write (a size limit, a nearly full disk) must not publish half a record
