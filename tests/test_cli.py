@@ -338,3 +338,61 @@ def test_bench_strict_exits_non_zero_when_a_bar_misses(monkeypatch: pytest.Monke
     monkeypatch.setattr(retry_group, "run", one_table)
     assert bench.main(["--only", "retry"]) == 0
     assert bench.main(["--only", "retry", "--strict"]) == 1
+
+
+@pytest.mark.skipif(shutil.which("flock") is None, reason="flock(1) (util-linux) not installed")
+def test_descriptor_form_and_unlock_as_flock1(tmp_path: Path) -> None:
+    lock = tmp_path / "fd.lock"
+    lkcmd = " ".join(LK)
+    script = f"""
+exec 9>"$1"
+{lkcmd} run -n 9 || exit 10
+flock -n "$1" true && exit 11
+{lkcmd} run -u 9 || exit 12
+flock -n "$1" true || exit 13
+{lkcmd} run -s 9 || exit 14
+flock -s -n "$1" true || exit 15
+flock -x -n "$1" true && exit 16
+exit 0
+"""
+    r = subprocess.run(["/bin/sh", "-c", script, "sh", str(lock)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    assert not (tmp_path / "9").exists() and not os.path.exists("9")  # a descriptor, never a file named 9
+    # a number that is not an open descriptor, -u without one, and a marker strategy: usage errors
+    for args in (["run", "97"], ["run", "-u", str(lock), "--", "true"], ["run", "--strategy", "marker", "9"]):
+        r = lk(*args)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+@pytest.mark.skipif(shutil.which("flock") is None, reason="flock(1) (util-linux) not installed")
+def test_descriptor_form_waits_and_times_out(tmp_path: Path) -> None:
+    lock = tmp_path / "fdw.lock"
+    f = subprocess.Popen(["flock", str(lock), sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert f.stdout is not None and f.stdout.readline().strip() == "in"
+        lkcmd = " ".join(LK)
+        r = subprocess.run(["/bin/sh", "-c", f'exec 9>"$1"; {lkcmd} run -w 0.2 -E 7 9', "sh", str(lock)], timeout=60)
+        assert r.returncode == 7
+    finally:
+        f.kill()
+        f.wait(10)
+
+
+def test_no_fork_runs_the_command_in_lockkits_process_holding_the_lock(tmp_path: Path) -> None:
+    lock = tmp_path / "nf.lock"
+    code = "import os; print(os.getpid(), flush=True); import sys; sys.exit(5)"
+    p = subprocess.Popen(
+        [*LK, "run", "-F", str(lock), "--", sys.executable, "-c", code], stdout=subprocess.PIPE, text=True
+    )
+    out, _ = p.communicate(timeout=60)
+    assert p.returncode == 5 and int(out) == p.pid  # no fork: the command replaced lockkit
+    check = (
+        f"import fcntl,sys; f=open({str(lock)!r},'a')\n"
+        "try: fcntl.flock(f, fcntl.LOCK_EX|fcntl.LOCK_NB)\nexcept BlockingIOError: sys.exit(0)\nsys.exit(9)"
+    )
+    r = lk("run", "--no-fork", str(lock), "--", sys.executable, "-c", check)
+    assert r.returncode == 0  # the command holds the lock (another descriptor cannot take it)
+    r = lk("run", "-F", "--strategy", "marker", str(lock) + ".m", "--", "true")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    r = lk("run", "-F", str(lock), "--", str(tmp_path / "missing"))
+    assert r.returncode == 127 and "Traceback" not in r.stderr

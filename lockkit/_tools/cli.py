@@ -100,9 +100,16 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not let the command inherit the locked descriptor (the lock then ends with lockkit)",
     )
+    run.add_argument(
+        "-F",
+        "--no-fork",
+        action="store_true",
+        help="run the command in lockkit's own process (exec), so it holds the lock itself (kernel strategy)",
+    )
+    run.add_argument("-u", "--unlock", action="store_true", help="with a descriptor FD: release its lock")
     run.add_argument("--verbose", action="store_true", help="say why when the lock cannot be had")
     run.add_argument("-c", "--command", dest="shell_command", metavar="COMMAND", help="run COMMAND with sh -c")
-    run.add_argument("lockfile", type=_path, help="the lock file")
+    run.add_argument("lockfile", type=_path, help="the lock file, or FD: a descriptor open in the calling shell")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND...", help="the command to run")
 
     status = sub.add_parser("status", help="show who holds lock files")
@@ -166,13 +173,21 @@ def _run(ns: argparse.Namespace) -> int:
             _err("-c takes the whole command: give no other command")
             return 2
         cmd = ["/bin/sh", "-c", ns.shell_command]
-    if not cmd:
-        _err("run needs a command after the lock file (lockkit run LOCKFILE -- COMMAND... or -c COMMAND)")
-        return 2
     if ns.nonblock and ns.wait is not None:
         _err("-n and -w cannot be combined")
         return 2
     timeout = 0.0 if ns.nonblock else ns.wait
+    if not cmd and ns.lockfile.isdigit():
+        return _lock_descriptor(ns, timeout)
+    if ns.unlock:
+        _err("-u releases a descriptor's lock: lockkit run -u FD (a command's lock ends when it exits)")
+        return 2
+    if not cmd:
+        _err("run needs a command after the lock file (lockkit run LOCKFILE -- COMMAND... or -c COMMAND)")
+        return 2
+    if ns.no_fork and ns.strategy != "kernel":
+        _err("-F needs the kernel strategy: a marker lock needs lockkit alive beside the command")
+        return 2
     try:
         lock = FileLock(ns.lockfile, shared=ns.shared, strategy=ns.strategy)
         if not lock.acquire(timeout=timeout):
@@ -183,6 +198,8 @@ def _run(ns: argparse.Namespace) -> int:
     except (LockFileError, ValueError) as exc:
         _err(str(exc))
         return EX_UNAVAILABLE
+    if ns.no_fork:
+        return _exec(cmd, lock)
     pending: list[int] = []
     child: subprocess.Popen[bytes] | None = None
 
@@ -234,6 +251,66 @@ def _start(cmd: list[str], inherited: tuple[int, ...]) -> subprocess.Popen[bytes
         if exc.errno != errno.ENOEXEC:
             raise
         return subprocess.Popen(["/bin/sh", *cmd], close_fds=True, pass_fds=inherited)
+
+
+def _exec(cmd: list[str], lock: FileLock) -> int:
+    """``-F``: replace lockkit with the command, which keeps the locked descriptor (and the lock)."""
+    ticket = lock._holds[threading.get_ident()].ticket
+    assert isinstance(ticket, PathState)
+    os.set_inheritable(ticket.fd, True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        try:
+            os.execvp(cmd[0], cmd)
+        except OSError as exc:
+            if exc.errno != errno.ENOEXEC:
+                raise
+            os.execv("/bin/sh", ["/bin/sh", *cmd])
+    except FileNotFoundError:
+        _err(f"command not found: {cmd[0]}")
+        code = 127
+    except OSError as exc:
+        _err(f"command not executable: {cmd[0]} ({exc.strerror})")
+        code = 126
+    lock.release()
+    return code
+
+
+def _lock_descriptor(ns: argparse.Namespace, timeout: float | None) -> int:
+    """``lockkit run [-s|-x|-u] [-n|-w S] FD``: flock a descriptor of the calling shell, as flock(1).
+
+    The lock belongs to the open file the shell holds as ``FD``; it outlives this process
+    and ends when the shell closes the descriptor or runs ``lockkit run -u FD``.
+    """
+    import fcntl
+
+    from lockkit._internal.deadline import Deadline
+    from lockkit.files._kernel import flock_until
+    from lockkit.resilience._backoff import Backoff
+
+    fd = int(ns.lockfile)
+    if ns.strategy != "kernel" or ns.no_fork or ns.close or ns.shell_command is not None:
+        _err("a descriptor FD takes only -s, -x, -u, -n, -w, -E and --verbose (a kernel lock, no command)")
+        return 2
+    try:
+        os.fstat(fd)
+    except OSError:
+        _err(f"{fd} is not an open file descriptor (open it in the shell first: exec {fd}>FILE)")
+        return 2
+    if ns.unlock:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return 0
+    op = fcntl.LOCK_SH if ns.shared else fcntl.LOCK_EX
+    try:
+        if flock_until(fd, op, Deadline(timeout), lambda: Backoff(0.0002, 0.01)):
+            return 0
+    except OSError as exc:
+        _err(f"cannot lock descriptor {fd}: {exc.strerror}")
+        return EX_UNAVAILABLE
+    if ns.verbose or not ns.nonblock:
+        _err(f"descriptor {fd} is locked")
+    return int(ns.conflict_exit_code)
 
 
 def _describe(path: str, stale_after: float) -> dict[str, Any]:
