@@ -130,42 +130,53 @@ def uncontended(quick: bool) -> Table:
     return t
 
 
-def _hammer(lock: Any, threads: int, iters: int) -> tuple[float, float]:
-    """Throughput (ops/s) and the longest single wait (s) of ``threads`` threads."""
+def _hammer(lock: Any, threads: int, seconds: float) -> tuple[float, float]:
+    """Throughput (ops/s) and the longest single wait (s) of ``threads`` threads for ``seconds``.
+
+    Time-boxed rather than a fixed count, so a slow peer (or a loaded machine) cannot
+    stretch the run: every implementation gets the same wall time.
+    """
     longest = [0.0] * threads
+    done = [0] * threads
     count = [0]
+    stop = [False]
     barrier = threading.Barrier(threads + 1)
 
     def work(i: int) -> None:
         barrier.wait()
         worst = 0.0
+        n = 0
         clock = time.perf_counter
-        for _ in range(iters):
+        while not stop[0]:
             t0 = clock()
             with lock:
                 t1 = clock()
                 count[0] += 1
+            n += 1
             worst = max(worst, t1 - t0)
         longest[i] = worst
+        done[i] = n
 
     pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
     for th in pool:
         th.start()
     barrier.wait()
     t0 = time.perf_counter()
+    time.sleep(seconds)
+    stop[0] = True
     for th in pool:
         th.join()
     elapsed = time.perf_counter() - t0
-    if count[0] != threads * iters:  # pragma: no cover - a broken lock
-        raise AssertionError(f"lost updates: {count[0]} != {threads * iters}")
-    return threads * iters / elapsed, max(longest)
+    if count[0] != sum(done):  # pragma: no cover - a broken lock
+        raise AssertionError(f"lost updates: {count[0]} != {sum(done)}")
+    return count[0] / elapsed, max(longest)
 
 
 def contended(quick: bool) -> Table:
     """Eight threads hammering one lock."""
-    threads, iters, rounds = (8, 10000, 3) if quick else (8, 30000, 5)
+    threads, seconds, rounds = (8, 0.25, 3) if quick else (8, 1.0, 5)
     t = Table(
-        f"{threads} threads hammering one lock ({iters} ops each)",
+        f"{threads} threads hammering one lock ({seconds} s per round)",
         [("ops", "ops/s"), ("x_mutex", "x Mutex"), ("wait_ms", "longest wait ms"), ("fair", "fairness")],
     )
     peers: list[tuple[str, Callable[[], Any], str]] = [
@@ -179,7 +190,7 @@ def contended(quick: bool) -> Table:
     waits: dict[str, list[float]] = {p[0]: [] for p in peers}
     for _ in range(rounds):
         for name, make, _f in peers:
-            o, w = _hammer(make(), threads, iters)
+            o, w = _hammer(make(), threads, seconds)
             ops[name].append(o)
             waits[name].append(w)
     for name, _m, fair in peers:
@@ -289,7 +300,7 @@ def _rw_run(make: Callable[[], _RWAdapter], readers: int, seconds: float) -> tup
 
 def rw_mixed(quick: bool) -> Table:
     """Eight readers and one writer."""
-    readers, seconds, rounds = (8, 0.5, 3) if quick else (8, 1.5, 5)
+    readers, seconds, rounds = (8, 0.25, 3) if quick else (8, 1.5, 5)
     t = Table(
         f"RWLock: {readers} readers + 1 writer for {seconds} s",
         [("reads", "reads/s"), ("x_fair", "x RWLockFair"), ("writes", "writes"), ("wmax", "writer longest wait ms")],
