@@ -15,9 +15,9 @@ Names are loaded on first use, so ``import lockkit`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from lockkit._internal.lazy import lazy_names
 from lockkit._version import __version__
 from lockkit.exceptions import (
     CorruptDataError,
@@ -30,7 +30,7 @@ from lockkit.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from lockkit._internal.stats import LockStatistics
+    from lockkit._internal.snapshot import LockStatistics
     from lockkit.files import FileLock
     from lockkit.resilience import CircuitBreaker, RetryPolicy, retry
     from lockkit.storage import (
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 #: Where each lazily loaded name lives.
 _LAZY = {
-    "LockStatistics": "lockkit.sync",
+    "LockStatistics": "lockkit._internal.snapshot",
     "Mutex": "lockkit.sync",
     "RWLock": "lockkit.sync",
     "LockManager": "lockkit.sync",
@@ -119,28 +119,7 @@ _MOVED = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        module = _MOVED.get(name)
-        if module is None:
-            raise AttributeError(f"module 'lockkit' has no attribute {name!r}")
-        import warnings
-
-        warnings.warn(
-            f"lockkit.{name} moved to {module}.{name}; import it from there",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-    value = getattr(importlib.import_module(module), name)
-    if name in _LAZY:
-        globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, moved=_MOVED)
 
 __all__ = [
     "CircuitBreaker",

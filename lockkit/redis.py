@@ -33,14 +33,16 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 from lockkit._internal import fork as _fork
 from lockkit._internal import log as _log
 from lockkit._internal.deadline import Deadline, check_timeout, monotonic, timeout_error
-from lockkit._internal.stats import Counters, LockStatistics
+from lockkit._internal.snapshot import LockStatistics
+from lockkit._internal.stats import Counters
 from lockkit.exceptions import (
     DeadlockError,
     LockLostError,
     LockTimeoutError,
     NotOwnerError,
 )
-from lockkit.files._holder import LockInfo, hostname, start_token
+from lockkit.files._holder import hostname, start_token
+from lockkit.files._info import LockInfo
 from lockkit.resilience._classify import ErrorClass
 from lockkit.resilience._retry import RetryPolicy
 from lockkit.sync._multi import acquire_all

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from lockkit.exceptions import LockkitError, LockTimeoutError, NotOwnerError
-from lockkit.files._holder import LockInfo
+from lockkit.files._info import LockInfo
 from lockkit.files._service import LockResult
 from lockkit.sync._manager import LockHandle, LockManager
 

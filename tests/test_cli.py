@@ -322,7 +322,7 @@ def test_demo_serve_cleans_up_on_sigterm_and_sighup(sig: int) -> None:
 def test_bench_startup_group_prints_import_and_start_up_rows() -> None:
     r = lk("bench", "--quick", "--only", "startup", timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "import lockkit.files (FileLock)" in r.stdout and "lockkit run -n LOCK -- true" in r.stdout
+    assert "from lockkit import FileLock" in r.stdout and "lockkit run -n LOCK -- true" in r.stdout
 
 
 def test_bench_contended_rounds_are_time_boxed() -> None:

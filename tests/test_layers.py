@@ -85,7 +85,34 @@ def test_import_lockkit_loads_no_layer_until_used() -> None:
         "print(','.join(loaded))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()
-    assert out.split(",") == ["lockkit._version", "lockkit.exceptions"]
+    assert out.split(",") == ["lockkit._internal", "lockkit._internal.lazy", "lockkit._version", "lockkit.exceptions"]
+
+
+def test_a_kernel_file_lock_loads_only_what_it_uses() -> None:
+    # `lockkit run` and `from lockkit import FileLock` start fast: the marker strategy,
+    # the other thread-scope locks, the service and modules lockkit can do without
+    # (socket for the host name, secrets/hashlib for tokens, dataclasses for snapshots
+    # nobody asked for) stay unloaded.
+    unwanted = (
+        "lockkit.files._marker",
+        "lockkit.files._service",
+        "lockkit.sync._rwlock",
+        "lockkit.sync._filemutex",
+        "lockkit.sync._default",
+        "socket",
+        "secrets",
+        "hashlib",
+        "dataclasses",
+    )
+    code = (
+        "import sys, tempfile, os\n"
+        "import lockkit._tools.cli\n"
+        "from lockkit import FileLock\n"
+        "with FileLock(os.path.join(tempfile.mkdtemp(), 'x.lock')): pass\n"
+        f"print(sorted(m for m in {unwanted!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
 
 
 def test_the_cli_and_file_locks_load_no_optional_dependency() -> None:

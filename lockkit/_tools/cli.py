@@ -21,13 +21,15 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lockkit.exceptions import LockFileError
 from lockkit.files._filelock import FileLock
-from lockkit.files._holder import LockInfo, dead_reason
+from lockkit.files._holder import dead_reason
 from lockkit.files._kernel import PathState, kernel_mode, read_holder
-from lockkit.files._marker import MarkerStrategy, break_marker, read_marker, stale_reason
+
+if TYPE_CHECKING:
+    from lockkit.files._info import LockInfo
 
 EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
@@ -232,6 +234,8 @@ def _run(ns: argparse.Namespace) -> int:
         if lock.strategy == "marker":
             # The marker names the command: staleness is judged on the process that works
             # under the lock, so a killed lockkit does not free it while the command runs.
+            from lockkit.files._marker import MarkerStrategy
+
             MarkerStrategy.hand_over(hold.ticket, child.pid, "lockkit run")
         for signum in pending:
             child.send_signal(signum)
@@ -314,6 +318,8 @@ def _lock_descriptor(ns: argparse.Namespace, timeout: float | None) -> int:
 
 
 def _describe(path: str, stale_after: float) -> dict[str, Any]:
+    from lockkit.files._marker import read_marker, stale_reason
+
     out: dict[str, Any] = {"path": path}
     try:
         mode_bits = os.lstat(path).st_mode
@@ -392,6 +398,8 @@ def _status(ns: argparse.Namespace) -> int:
 
 
 def _break(ns: argparse.Namespace) -> int:
+    from lockkit.files._marker import break_marker, read_marker
+
     path = os.path.abspath(ns.path)
     try:
         seen = read_marker(path)

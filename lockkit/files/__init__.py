@@ -10,11 +10,27 @@ resource paths and reports failures as results instead of exceptions.
 
 from __future__ import annotations
 
-from lockkit.files._filelock import FileLock
-from lockkit.files._holder import LockInfo
-from lockkit.files._service import FileLockHandle, FileLockService, LockResult
-from lockkit.files._strategy import LockStrategy, StrategyName
-from lockkit.files._sweep import sweep_lock_files
+from typing import TYPE_CHECKING
+
+from lockkit._internal.lazy import lazy_names
+
+if TYPE_CHECKING:
+    from lockkit.files._filelock import FileLock
+    from lockkit.files._info import LockInfo
+    from lockkit.files._service import FileLockHandle, FileLockService, LockResult
+    from lockkit.files._strategy import LockStrategy, StrategyName
+    from lockkit.files._sweep import sweep_lock_files
+
+#: Where each name lives, loaded on first use: ``lockkit run`` needs FileLock alone.
+_LAZY = {
+    "FileLock": "._filelock",
+    "LockInfo": "._info",
+    **dict.fromkeys(["FileLockHandle", "FileLockService", "LockResult"], "._service"),
+    **dict.fromkeys(["LockStrategy", "StrategyName"], "._strategy"),
+    "sweep_lock_files": "._sweep",
+}
+
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
 
 __all__ = [
     "FileLock",

@@ -6,20 +6,23 @@ import os
 from _thread import allocate_lock
 from threading import get_ident
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from lockkit._internal import fork as _fork
 from lockkit._internal.deadline import Deadline, check_timeout, monotonic, timeout_error
 from lockkit._internal.paths import check_file_mode, check_path
-from lockkit._internal.stats import Counters, LockStatistics
+from lockkit._internal.stats import Counters
 from lockkit.exceptions import DeadlockError, LockLostError, LockTimeoutError, NotOwnerError
-from lockkit.files._holder import LockInfo
 from lockkit.files._kernel import KernelStrategy
-from lockkit.files._marker import MarkerStrategy
 from lockkit.files._reaper import reaper
 from lockkit.files._strategy import LockStrategy, StrategyName
 from lockkit.resilience._backoff import Backoff
 from lockkit.sync._guard import ConditionSupport
 from lockkit.sync._manager import LockHandle, LockManager
+
+if TYPE_CHECKING:
+    from lockkit._internal.snapshot import LockStatistics
+    from lockkit.files._info import LockInfo
 
 #: The in-process layer of every FileLock: FIFO among the threads of this process.
 process_locks = LockManager("filelock", show_keys=True)  # keys are lock file paths
@@ -140,6 +143,10 @@ class FileLock(ConditionSupport):
         if strategy == "kernel":
             self._strategy = KernelStrategy(self._path, self._key, self._backoff, file_mode)
         else:
+            from lockkit.files._marker import (
+                MarkerStrategy,  # loaded only by those who use it
+            )
+
             self._strategy = MarkerStrategy(self._path, self._key, float(stale_after), self._backoff, file_mode)
         self._stats = Counters()
         self._acquisitions = 0

@@ -16,11 +16,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from lockkit._internal import fork as _fork
 from lockkit._internal.deadline import Deadline
 from lockkit.files._holder import (
-    LockInfo,
     hostname,
     lock_file_error,
     next_fence,
@@ -32,6 +32,9 @@ from lockkit.files._holder import (
 from lockkit.files._strategy import LockStrategy, StrategyName
 from lockkit.resilience._backoff import Backoff
 from lockkit.sync._mutex import Mutex
+
+if TYPE_CHECKING:
+    from lockkit.files._info import LockInfo
 
 HEADER = 21  # 20 digits + newline
 RECORD_MAX = 4096
@@ -401,6 +404,8 @@ class KernelStrategy(LockStrategy):
         return read_token(fd) if shared else next_token(fd)
 
     def holder(self) -> LockInfo | None:
+        from lockkit.files._info import LockInfo
+
         mode, pid = kernel_state(self.path)
         if mode is None:
             return None

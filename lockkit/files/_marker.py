@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 import threading
 import time
@@ -35,7 +34,6 @@ from lockkit._internal import log as _log
 from lockkit._internal.deadline import Deadline
 from lockkit.exceptions import LockFileError
 from lockkit.files._holder import (
-    LockInfo,
     alive_here,
     check_owner,
     dead_reason,
@@ -47,6 +45,7 @@ from lockkit.files._holder import (
     record_info,
     record_prefix,
 )
+from lockkit.files._info import LockInfo
 from lockkit.files._strategy import LockStrategy, StrategyName
 from lockkit.resilience._backoff import Backoff
 
@@ -258,7 +257,7 @@ def _directory_mode(file_mode: int) -> int:
 
 def try_publish(path: str, stale_after: float, file_mode: int = 0o600) -> MarkerHold | None:
     """Publish our marker if there is none; ``None`` if one is published."""
-    token = secrets.token_hex(8)
+    token = os.urandom(8).hex()
     tmp = f"{path}.{token}.tmp"
     name = _OWNER + token
     try:

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from lockkit._internal.deadline import Deadline, check_timeout
 from lockkit.exceptions import (
@@ -17,10 +17,12 @@ from lockkit.exceptions import (
     NotOwnerError,
 )
 from lockkit.files._filelock import FileLock, lock_key
-from lockkit.files._holder import LockInfo
 from lockkit.files._strategy import StrategyName
 from lockkit.resilience._backoff import Backoff
 from lockkit.sync._multi import acquire_all
+
+if TYPE_CHECKING:
+    from lockkit.files._info import LockInfo
 
 R = TypeVar("R")
 Reason = Literal["timeout", "locked", "error"]

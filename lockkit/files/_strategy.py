@@ -10,10 +10,12 @@ succeeds at once: the caller does that, only when it had to wait.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from lockkit._internal.deadline import Deadline
-from lockkit.files._holder import LockInfo
+
+if TYPE_CHECKING:
+    from lockkit.files._info import LockInfo
 
 #: The mechanisms a :class:`~lockkit.FileLock` can use.
 StrategyName = Literal["kernel", "marker"]

@@ -7,12 +7,17 @@ is the one backoff formula of lockkit: every polling loop of every layer uses it
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lockkit._internal.lazy import lazy_names
 
 if TYPE_CHECKING:
     from lockkit.resilience._backoff import Backoff
-    from lockkit.resilience._breaker import BreakerStatistics, CircuitBreaker, CircuitState
+    from lockkit.resilience._breaker import (
+        BreakerStatistics,
+        CircuitBreaker,
+        CircuitState,
+    )
     from lockkit.resilience._budget import BudgetStatistics, RetryBudget
     from lockkit.resilience._classify import (
         RETRY_AFTER_CAP,
@@ -33,27 +38,16 @@ if TYPE_CHECKING:
 #: Where each name lives: loaded on first use, so that a polling loop's Backoff does not
 #: load tenacity (``lockkit run`` must start fast).
 _LAZY = {
-    "Backoff": "_backoff",
-    **dict.fromkeys(["BreakerStatistics", "CircuitBreaker", "CircuitState"], "_breaker"),
-    **dict.fromkeys(["BudgetStatistics", "RetryBudget"], "_budget"),
-    **dict.fromkeys(["RETRY_AFTER_CAP", "ErrorClass", "classify", "parse_retry_after", "register_rule"], "_classify"),
-    "fetch_with_retry": "_http",
-    **dict.fromkeys(["Attempt", "RetryDetails", "RetryPolicy", "retry", "retry_testing"], "_retry"),
+    "Backoff": "._backoff",
+    **dict.fromkeys(["BreakerStatistics", "CircuitBreaker", "CircuitState"], "._breaker"),
+    **dict.fromkeys(["BudgetStatistics", "RetryBudget"], "._budget"),
+    **dict.fromkeys(["RETRY_AFTER_CAP", "ErrorClass", "classify", "parse_retry_after", "register_rule"], "._classify"),
+    "fetch_with_retry": "._http",
+    **dict.fromkeys(["Attempt", "RetryDetails", "RetryPolicy", "retry", "retry_testing"], "._retry"),
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lockkit.resilience' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"lockkit.resilience.{module}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
 
 __all__ = [
     "RETRY_AFTER_CAP",

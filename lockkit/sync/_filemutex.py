@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from lockkit._internal.paths import PathLike, check_path
-from lockkit._internal.stats import LockStatistics
 from lockkit.sync._manager import KeyLock, LockHandle, LockManager
+
+if TYPE_CHECKING:
+    from lockkit._internal.snapshot import LockStatistics
 
 R = TypeVar("R")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from _thread import allocate_lock
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
@@ -10,16 +9,19 @@ from contextlib import contextmanager
 from functools import partial
 from threading import get_ident
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from lockkit._internal import fork as _fork
 from lockkit._internal import log as _log
 from lockkit._internal.deadline import Deadline, check_timeout, monotonic, timeout_error
-from lockkit._internal.stats import Counters, LockStatistics, thread_name
+from lockkit._internal.stats import Counters, thread_name
 from lockkit.exceptions import LockTimeoutError, NotOwnerError
 from lockkit.sync._guard import ConditionSupport
 from lockkit.sync._multi import acquire_all, sorted_keys
 from lockkit.sync._waitqueue import SXQueue, Waiter, abandon, announcer, park
+
+if TYPE_CHECKING:
+    from lockkit._internal.snapshot import LockStatistics
 
 R = TypeVar("R")
 
@@ -352,6 +354,8 @@ class LockManager:
         text = repr(key)
         if self._show_keys:
             return text
+        import hashlib  # loaded when a key is first shown: most processes never need it
+
         return "key#" + hashlib.blake2s(text.encode("utf-8", "backslashreplace"), digest_size=4).hexdigest()
 
     @contextmanager

@@ -6,15 +6,18 @@ from _thread import allocate_lock
 from collections.abc import Callable
 from threading import get_ident
 from types import TracebackType
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from lockkit._internal import fork as _fork
 from lockkit._internal import log as _log
 from lockkit._internal.deadline import check_timeout, monotonic, timeout_error
-from lockkit._internal.stats import Counters, LockStatistics, thread_name
+from lockkit._internal.stats import Counters, thread_name
 from lockkit.exceptions import DeadlockError, LockTimeoutError, NotOwnerError
 from lockkit.sync._guard import ConditionSupport
 from lockkit.sync._waitqueue import Waiter, WaitQueue, abandon, announcer, park
+
+if TYPE_CHECKING:
+    from lockkit._internal.snapshot import LockStatistics
 
 P = ParamSpec("P")
 R = TypeVar("R")

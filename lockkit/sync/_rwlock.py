@@ -5,12 +5,12 @@ from __future__ import annotations
 from _thread import allocate_lock
 from threading import get_ident
 from types import TracebackType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from lockkit._internal import fork as _fork
 from lockkit._internal import log as _log
 from lockkit._internal.deadline import check_timeout, monotonic, timeout_error
-from lockkit._internal.stats import Counters, LockStatistics, thread_name
+from lockkit._internal.stats import Counters, thread_name
 from lockkit.sync._guard import ConditionSupport, ModeGuard
 from lockkit.sync._waitqueue import (
     ReadPreferringQueue,
@@ -21,6 +21,9 @@ from lockkit.sync._waitqueue import (
     announcer,
     park,
 )
+
+if TYPE_CHECKING:
+    from lockkit._internal.snapshot import LockStatistics
 
 Policy = Literal["fifo", "read", "write"]
 
