@@ -87,9 +87,9 @@ def test_sigkilled_holder_releases(tmp_path: Path, strategy: str) -> None:
     assert info is not None and info.pid == child.pid
     os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
     child.join(10)
-    started = time.monotonic()
-    assert lock.acquire(timeout=5)
-    assert time.monotonic() - started < 1.0  # kernel: at once; marker: dead PID detected at once
+    # At once, with no waiting: the kernel freed the lock with the process; a marker
+    # naming a dead PID is broken by the first attempt.
+    assert lock.acquire(timeout=0)
     lock.release()
 
 
@@ -157,9 +157,10 @@ def test_timeout_error_names_the_holder(tmp_path: Path) -> None:
             pass  # pragma: no cover
         assert f"held by pid {child.pid} on {socket.gethostname()}" in str(info.value)
         assert info.value.resource == path and info.value.timeout == 0.2
-        started = time.monotonic()
+        before = lock.statistics()
         assert lock.acquire(timeout=0) is False  # one attempt, no waiting
-        assert time.monotonic() - started < 0.5
+        after = lock.statistics()
+        assert after.contentions == before.contentions + 1 and after.queued == before.queued  # never queued
 
 
 def test_fencing_tokens_strictly_increase_across_processes(tmp_path: Path) -> None:

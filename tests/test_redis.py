@@ -224,10 +224,11 @@ def test_sigkilled_holder_is_replaced_within_the_lease(server: RedisServer, clie
     assert ready.wait(20)
     os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
     child.join(10)
-    started = time.monotonic()
+    # The dead holder's key expires within its 1 s lease (nothing renews it any more)...
+    ttl = client.pttl("lockkit:crash:holder")
+    assert ttl == -2 or 0 < ttl <= 1000, ttl  # gone already, or expiring within the lease
     lock = RedisLock(client, "crash", lease=5)
-    assert lock.acquire(timeout=5)
-    assert time.monotonic() - started < 1.0 + 1.0
+    assert lock.acquire(timeout=30)  # ...and a new holder gets the lock once it has
     lock.release()
 
 
