@@ -96,3 +96,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_warning_windows() -> None:
+    """Every test starts with no rate-limit window open: warnings of one test never hide another's."""
+    from lockkit._internal import log
+
+    log.reset_rate_limits()

@@ -287,7 +287,7 @@ class LockManager:
                 lambda: self._describe_entry(entry),
                 self._name,
                 announcer(
-                    self._name if self._keystats is None else f"{self._name or 'lockmanager'}:{self._shown(key)}",
+                    f"{self._name or 'lockmanager'}:{self._shown(key)}",  # names the resource (a file, a key)
                     deep,
                     key=self._shown(key),
                     shared=shared,

@@ -128,10 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         try:
             run: Callable[[bool], list[Table]] = importlib.import_module(f"lockkit._tools.bench.{name}").run
+            tables = run(args.quick)
         except ImportError as exc:  # a peer this group needs is missing
             print(f"== {name}: skipped ({exc.name} is not installed; pip install 'lockkit[bench]')\n", flush=True)
             continue
-        for table in run(args.quick):
+        for table in tables:
             print(table.render(), flush=True)
             print(flush=True)
             missed += sum(1 for _text, met, _measured in table.bars if met is False)
