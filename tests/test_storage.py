@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import hold_in_thread
 
 import lockkit
 import lockkit.exceptions
@@ -587,3 +588,69 @@ def test_deleting_a_record_while_others_modify_it_loses_nothing(tmp_path: Path) 
     for t in threads:
         t.join()
     assert len(seen) == 450 and max(seen) == 1  # never two holders, though the lock file kept going away
+
+
+def test_plain_repository_keeps_existing_files_plain_for_other_readers(tmp_path: Path) -> None:
+    (tmp_path / "alice.json").write_text('{"balance": 7}')
+    repo = lockkit.JsonRepository(tmp_path, plain=True)
+    repo.modify("alice", lambda v: {**v, "balance": v["balance"] + 1})
+    repo.put("bob", {"balance": 1})
+    assert json.loads((tmp_path / "alice.json").read_text()) == {"balance": 8}  # still what other readers expect
+    assert json.loads((tmp_path / "bob.json").read_text()) == {"balance": 1}
+    with pytest.raises(ValueError, match="plain"):
+        repo.put("bob", {"balance": 2}, fencing_token=3)  # fencing needs the envelope
+    assert repo.get("bob") == {"balance": 1}
+    # Migration either way is a flag: each record converts at its next write.
+    enveloped = lockkit.JsonRepository(tmp_path)
+    enveloped.modify("alice", lambda v: v)
+    assert json.loads((tmp_path / "alice.json").read_text())["data"] == {"balance": 8}
+    repo.modify("alice", lambda v: v)
+    assert json.loads((tmp_path / "alice.json").read_text()) == {"balance": 8}
+
+
+def test_repository_iterates_items_and_values_and_skips_foreign_names(tmp_path: Path) -> None:
+    repo = lockkit.JsonRepository(tmp_path)
+    for key, n in (("b", 2), ("a", 1), ("c", 3)):
+        repo.put(key, n)
+    (tmp_path / "not a key\x01.json").write_text("1")  # a name no key can have: not a record
+    (tmp_path / "notes.txt").write_text("x")
+    assert list(repo) == ["a", "b", "c"] and len(repo) == 3
+    assert list(repo.items()) == [("a", 1), ("b", 2), ("c", 3)]
+    assert list(repo.values()) == [1, 2, 3]
+
+
+def test_invalid_keys_are_invalid_key_errors_and_value_errors(tmp_path: Path) -> None:
+    repo = lockkit.JsonRepository(tmp_path)
+    for bad in ("", "../x", "a/b", ".hidden"):
+        with pytest.raises(lockkit.exceptions.InvalidKeyError) as info:
+            repo.put(bad, 1)
+        assert isinstance(info.value, ValueError) and isinstance(info.value, lockkit.LockkitError)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_document_and_repository_statistics(tmp_path: Path) -> None:
+    repo = lockkit.JsonRepository(tmp_path, track_hold_time=True)
+    repo.put("a", 1)
+    repo.modify("a", lambda v: v + 1)
+    assert repo.get("a") == 2 and repo.get("missing") is None
+    with pytest.raises(lockkit.exceptions.ConflictError):
+        repo.put("a", 9, expected_version=1)
+    with pytest.raises(ZeroDivisionError):
+        repo.modify("a", lambda v: v / 0)
+    assert repo.delete("a") and not repo.delete("a")
+    repo.modify_many(["x", "y"], lambda cur: {"x": 1, "y": 2})
+    s = repo.statistics()
+    assert (s.reads, s.writes, s.deletes, s.conflicts, s.failures, s.timeouts) == (2, 4, 2, 1, 1, 0)
+    assert s.hold_total > 0 and s.hold_max <= s.hold_total and s.lock_wait_max <= s.lock_wait_total
+
+    doc = lockkit.JsonDocument(tmp_path / "d.json", timeout=0)
+    doc.write({"n": 1})
+    held, release = hold_in_thread(doc.lock)
+    try:
+        with pytest.raises(lockkit.LockTimeoutError):
+            doc.write({"n": 2})
+    finally:
+        release.set()
+        held.join()
+    d = doc.statistics()
+    assert (d.writes, d.timeouts, d.hold_total) == (1, 1, 0.0)  # hold times only when asked

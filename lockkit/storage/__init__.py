@@ -20,6 +20,7 @@ from lockkit.storage._document import (
 )
 from lockkit.storage._presets import ClientStore, RefreshTokenStore, SessionStore
 from lockkit.storage._repository import BaseFileRepository, JsonRepository
+from lockkit.storage._stats import DocumentStatistics
 from lockkit.storage._store import (
     PersistentStore,
     StoreStatistics,
@@ -31,6 +32,7 @@ __all__ = [
     "AtomicWriter",
     "BaseFileRepository",
     "ClientStore",
+    "DocumentStatistics",
     "EncryptionService",
     "JsonDocument",
     "JsonRepository",

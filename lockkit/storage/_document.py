@@ -21,6 +21,7 @@ from lockkit.files._filelock import FileLock
 from lockkit.files._strategy import StrategyName
 from lockkit.storage._atomic import _atomic_write, resolve_target, storage_error
 from lockkit.storage._commit import Identity, commit_point, identity_of
+from lockkit.storage._stats import DocumentStatistics, Tally
 
 
 class Serializer(Protocol):
@@ -170,6 +171,8 @@ class JsonDocument:
         follow_symlinks: A symlink at ``path`` is resolved once, here, and its target
             is the document (one lock, whichever path names the file). ``None``
             follows only links owned by the caller or root; ``True`` any; ``False`` none.
+        track_hold_time: Measure how long each operation holds the lock (two clock
+            reads per operation) for :meth:`statistics`.
 
     Raises:
         StorageError: ``path`` is a symbolic link that may not be followed.
@@ -188,7 +191,9 @@ class JsonDocument:
         stale_after: float = 300.0,
         file_mode: int = 0o600,
         follow_symlinks: bool | None = None,
+        track_hold_time: bool = False,
     ) -> None:
+        self._tally = Tally(track_hold_time)
         self._path = resolve_target(os.path.abspath(os.fspath(path)), follow_symlinks)
         self._follow = follow_symlinks
         self._file_mode = check_file_mode(file_mode)
@@ -303,9 +308,9 @@ class JsonDocument:
         if self._plain:
             raise ValueError(f"fencing tokens need lockkit's envelope: {self._path!r} is a plain document")
 
-    def _acquire(self, lock: FileLock) -> None:
-        if not lock.acquire(timeout=self._timeout):
-            raise lock._timeout_error(self._timeout)
+    def statistics(self) -> DocumentStatistics:
+        """Counts of reads, writes, deletes, conflicts, timeouts and failures, and lock wait and hold times."""
+        return self._tally.snapshot()
 
     # -- public ----------------------------------------------------------------------
 
@@ -334,17 +339,13 @@ class JsonDocument:
         """``(value, version)``, or ``None`` if the file does not exist (see :meth:`read`)."""
         if fencing_token is not None:
             return self._fenced_read(fencing_token)
-        self._acquire(self._read_lock)
-        try:
+        with self._tally.locked(self._read_lock, self._timeout, "reads"):
             content = self._load()
-        finally:
-            self._read_lock.release()
         return None if content is None else (content.value, content.version)
 
     def _fenced_read(self, token: int) -> tuple[Any, int] | None:
         self._check_fenceable()
-        self._acquire(self._write_lock)
-        try:
+        with self._tally.locked(self._write_lock, self._timeout, "reads"):
             content, seen = self._snapshot()
             if content is None:
                 return None  # nothing stored yet: the first write records the token
@@ -352,8 +353,6 @@ class JsonDocument:
             if fence > content.fence:  # record it; the data and version stay as they are
                 self._store(self._encode(content.value, content.version, fence), seen)
             return content.value, content.version
-        finally:
-            self._write_lock.release()
 
     def write(self, value: Any, *, expected_version: int | None = None, fencing_token: int | None = None) -> int:
         """Replace the value; returns the new version.
@@ -370,14 +369,11 @@ class JsonDocument:
                 token was already accepted; otherwise remember this one.
         """
         self._encode(value, 0, 0)  # fail early, before any lock or file is touched
-        self._acquire(self._write_lock)
-        try:
+        with self._tally.locked(self._write_lock, self._timeout, "writes"):
             current, seen = self._snapshot()
             version, fence = self._next(current, expected_version, fencing_token)
             self._store(self._encode(value, version, fence), seen)
             return version
-        finally:
-            self._write_lock.release()
 
     def modify(self, fn: Callable[[Any], Any], *, fencing_token: int | None = None) -> Any:
         """Read-modify-write under the exclusive lock; returns the new value.
@@ -388,15 +384,12 @@ class JsonDocument:
         """
         if fencing_token is not None:
             self._check_fenceable()
-        self._acquire(self._write_lock)
-        try:
+        with self._tally.locked(self._write_lock, self._timeout, "writes"):
             current, seen = self._snapshot()
             new = fn(None if current is None else current.value)
             version, fence = self._next(current, None, fencing_token)
             self._store(self._encode(new, version, fence), seen)
             return new
-        finally:
-            self._write_lock.release()
 
     def delete(self) -> bool:
         """Delete the file and its lock file; ``True`` if the data file existed.
@@ -406,8 +399,7 @@ class JsonDocument:
         and deleted records leave no lock files behind (kernel strategy; a marker's
         empty directory is replaced by the next acquirer).
         """
-        self._acquire(self._write_lock)
-        try:
+        with self._tally.locked(self._write_lock, self._timeout, "deletes"):
             self._write_lock.verify()
             try:
                 os.unlink(self._path)
@@ -419,8 +411,6 @@ class JsonDocument:
                 with contextlib.suppress(OSError):
                     os.unlink(self._write_lock.path)
             return True
-        finally:
-            self._write_lock.release()
 
     def version(self) -> int:
         """The stored version (0 if the file is missing or plain)."""

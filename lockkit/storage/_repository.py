@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from lockkit.exceptions import InvalidKeyError
@@ -12,6 +12,7 @@ from lockkit.files._filelock import lock_key
 from lockkit.files._strategy import StrategyName
 from lockkit.storage._atomic import TEMP_PATTERN, storage_error
 from lockkit.storage._document import JsonDocument, Serializer
+from lockkit.storage._stats import DocumentStatistics, Tally
 from lockkit.sync._multi import acquire_all
 
 MAX_KEY_BYTES = 200
@@ -54,6 +55,14 @@ def check_key(key: object) -> str:
     return key
 
 
+def _is_key(name: str) -> bool:
+    try:
+        check_key(name)
+    except ValueError:
+        return False
+    return True
+
+
 def _release(doc: JsonDocument) -> None:
     doc.lock.release()
 
@@ -64,10 +73,11 @@ class JsonRepository:
     Different keys never contend: each record has its own :class:`JsonDocument`
     (a sidecar lock file per record). Keys are validated as file names (no path
     traversal). Same fairness, ownership and reentrancy rules as
-    :class:`JsonDocument`.
+    :class:`JsonDocument`. Iterating a repository yields its keys (sorted);
+    :meth:`items` and :meth:`values` read each record under its lock.
 
     Args:
-        directory: Where the records live (created if missing, parents must exist).
+        directory: Where the records live (created with its parents if missing).
         serializer: JSON serializer (default: the standard library's strict json).
         fsync: Durable writes.
         timeout: Lock timeout per record (``None`` waits forever).
@@ -77,6 +87,12 @@ class JsonRepository:
             record's marker is stale.
         file_mode: Permission bits of new record and lock files (minus the umask);
             ``0o600`` by default.
+        plain: Store each record as bare JSON (``{"balance": 7}``), as other programs
+            expect, instead of lockkit's envelope. Plain records have no versions
+            (``expected_version`` only matches 0) and refuse fencing tokens; locking
+            and atomic writes are the same.
+        track_hold_time: Measure how long each operation holds its record's lock,
+            for :meth:`statistics`.
     """
 
     def __init__(
@@ -90,6 +106,8 @@ class JsonRepository:
         suffix: str = ".json",
         stale_after: float = 300.0,
         file_mode: int = 0o600,
+        plain: bool = False,
+        track_hold_time: bool = False,
     ) -> None:
         self._dir = os.path.abspath(os.fspath(directory))
         try:
@@ -106,7 +124,9 @@ class JsonRepository:
             "strategy": strategy,
             "stale_after": stale_after,
             "file_mode": file_mode,
+            "plain": plain,
         }
+        self._tally = Tally(track_hold_time)  # one set of counters for all records, never one per key
 
     @property
     def directory(self) -> str:
@@ -115,7 +135,13 @@ class JsonRepository:
 
     def document(self, key: str) -> JsonDocument:
         """The :class:`JsonDocument` of one record (validates the key)."""
-        return JsonDocument(os.path.join(self._dir, check_key(key) + self._suffix), **self._options)
+        doc = JsonDocument(os.path.join(self._dir, check_key(key) + self._suffix), **self._options)
+        doc._tally = self._tally
+        return doc
+
+    def statistics(self) -> DocumentStatistics:
+        """Counts over all records: reads, writes, deletes, conflicts, timeouts, failures, lock times."""
+        return self._tally.snapshot()
 
     def get(self, key: str, default: Any = None) -> Any:
         """The record's value, or ``default`` if it does not exist."""
@@ -140,7 +166,11 @@ class JsonRepository:
         return self.document(key).delete()
 
     def keys(self) -> list[str]:
-        """The keys of the stored records, sorted."""
+        """The keys of the stored records, sorted.
+
+        Files whose names are not valid keys (put there by something else) are not
+        records of this repository and are left out.
+        """
         try:
             names = os.listdir(self._dir)
         except OSError as exc:
@@ -149,8 +179,34 @@ class JsonRepository:
         return sorted(
             name[:-n]
             for name in names
-            if name.endswith(self._suffix) and not name.startswith(".") and not TEMP_PATTERN.search(name)
+            if name.endswith(self._suffix) and not TEMP_PATTERN.search(name) and _is_key(name[:-n])
         )
+
+    def __iter__(self) -> Iterator[str]:
+        """The keys of the stored records, sorted (a listing taken when iteration starts)."""
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        """How many records are stored."""
+        return len(self.keys())
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        """``(key, value)`` for every record, each read under its shared lock.
+
+        Records are read one at a time, so this is not a snapshot of the whole
+        repository: a record deleted after the listing is skipped, one written
+        meanwhile may show its new value.
+        """
+        missing = object()
+        for key in self.keys():
+            value = self.document(key).read(missing)
+            if value is not missing:
+                yield key, value
+
+    def values(self) -> Iterator[Any]:
+        """The value of every record (see :meth:`items`)."""
+        for _key, value in self.items():
+            yield value
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and os.path.exists(os.path.join(self._dir, check_key(key) + self._suffix))
@@ -195,6 +251,7 @@ class JsonRepository:
                 blobs[k] = docs[k]._encode(value, version, fence)
             for k, blob in blobs.items():
                 docs[k]._store(blob, snapshots[k][1])
+                self._tally.count("writes")
             return changes
         finally:
             for doc in reversed(taken):
