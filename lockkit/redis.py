@@ -178,6 +178,10 @@ class _Connections:
         self._free: list[Any] = []
         self._mu = threading.Lock()
         self._pid = os.getpid()
+        #: Set when a command may have reached the server (reset by the one acquiring
+        #: thread before each attempt). Other threads of the lock only ever set it, so
+        #: a failure is never taken for "nothing was sent" when something may have been.
+        self.sent = False
 
     def get(self) -> Any:
         with self._mu:
@@ -247,6 +251,7 @@ def _bounded(conns: _Connections, until: float | None, *commands: tuple[Any, ...
             if left <= 0:
                 raise _redis.TimeoutError("lockkit: no time left for the redis call")
             _connect_within(conn, left)
+        conns.sent = True  # from here on a failure is ambiguous: the server may have run it
         conn.send_packed_command(conn.pack_commands(commands))
         replies = []
         for _ in commands:
@@ -590,11 +595,13 @@ class RedisLock:
         try:
             while True:
                 attempt_start = monotonic()
+                self._conns.sent = False
                 ambiguous = True
                 try:
                     granted, value = self._try(token, ticket, blocking, deadline)
                     ambiguous = False
                 except _redis.TimeoutError:
+                    ambiguous = self._conns.sent
                     if not deadline.expired():
                         raise
                     # No answer within the caller's time: a timeout like any other. The
@@ -602,6 +609,9 @@ class RedisLock:
                     with self._mu:
                         self._stats.waited(monotonic() - deadline.start, False, self.name)
                     return None
+                except BaseException:
+                    ambiguous = self._conns.sent  # a refused connection sent nothing: nothing to take back
+                    raise
                 if granted:
                     # the lease started no earlier than the attempt: trust it only from then
                     with self._mu:
