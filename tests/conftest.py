@@ -86,21 +86,19 @@ def worker() -> Callable[..., Worker]:
     return Worker
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Keep lockkit's debug events out of the test output (warnings still flow)."""
-    import logging
-
-    import structlog
-
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
-
-
 pytest_plugins = ["pytester"]
 
 
 @pytest.fixture(autouse=True)
-def _fresh_warning_windows() -> None:
-    """Every test starts with no rate-limit window open: warnings of one test never hide another's."""
+def _fresh_logging() -> None:
+    """Every test starts as an app that never configured structlog, with no rate-limit window open.
+
+    (``structlog.testing.capture_logs`` leaves structlog marked configured; warnings of
+    one test must never hide another's.)
+    """
+    import structlog
+
     from lockkit._internal import log
 
+    structlog.reset_defaults()
     log.reset_rate_limits()

@@ -302,3 +302,15 @@ def held_by_child(lock_path: str, strategy: str = "kernel", stale_after: float =
     finally:
         os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
         child.join(10)
+
+
+def storage_writes(page: str, storage: str = "accounts") -> list[float]:
+    """The ``lockkit_storage_operations_total{outcome="writes"}`` samples of a /metrics page (it must parse)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families(page)}
+    return [
+        s.value
+        for s in families["lockkit_storage_operations"].samples
+        if s.name.endswith("_total") and s.labels == {"storage": storage, "outcome": "writes"}
+    ]

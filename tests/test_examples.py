@@ -105,3 +105,24 @@ def test_token_manager_loses_no_token(tmp_path: Path) -> None:
     stored = Path(path).read_text()
     assert not any(secret in stored for _, secret in made)  # only digests are stored
     assert os.path.exists(path + ".lock")
+
+
+def test_readme_flask_example_runs_and_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    import prometheus_client
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    (code,) = re.findall(r"## A handler made safe\n\n```python\n(.*?)```", readme, re.S)
+    assert len(code.strip().splitlines()) < 20
+    (tmp_path / "readme_app.py").write_text(code)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(prometheus_client, "REGISTRY", prometheus_client.CollectorRegistry())
+    import importlib
+
+    client = importlib.import_module("readme_app").app.test_client()
+    assert client.post("/accounts/alice/deposit", data={"amount": "5"}).get_json() == {"balance": 5}
+    assert client.post("/accounts/alice/deposit", data={"amount": "2"}).get_json() == {"balance": 7}
+    assert client.post("/accounts/.hidden/deposit", data={"amount": "1"}).status_code == 400
+    assert "lockkit_storage_operations_total" in client.get("/metrics").get_data(as_text=True)

@@ -22,7 +22,7 @@ LAYERS = [
     ("lockkit.files",),
     ("lockkit.redis",),
     ("lockkit.storage",),
-    ("lockkit", "lockkit.testing", "lockkit.pytest_plugin", "lockkit._tools", "lockkit.__main__"),
+    ("lockkit", "lockkit.testing", "lockkit.pytest_plugin", "lockkit._tools", "lockkit.__main__", "lockkit.contrib"),
 ]
 
 

@@ -6,10 +6,8 @@ import logging
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 
 import pytest
-import structlog
 from structlog.testing import capture_logs
 
 from lockkit._internal import log
@@ -73,14 +71,6 @@ def test_dictconfig_routes_lockkit_events_to_the_apps_handler() -> None:
     assert line.startswith("APP lockkit WARNING lockkit.queue_deep lockkit.queue_deep lock=")
 
 
-@pytest.fixture
-def unconfigured_structlog() -> Iterator[None]:
-    structlog.reset_defaults()  # an earlier test's capture_logs() marked structlog configured
-    yield
-    structlog.reset_defaults()
-
-
-@pytest.mark.usefixtures("unconfigured_structlog")
 def test_warnings_are_rate_limited_per_resource_with_a_suppressed_count(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -106,7 +96,6 @@ def test_warnings_are_rate_limited_per_resource_with_a_suppressed_count(
     assert record.lockkit_fields["suppressed"] == 5  # type: ignore[attr-defined]
 
 
-@pytest.mark.usefixtures("unconfigured_structlog")
 def test_debug_events_follow_the_logging_level(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="lockkit"):
         log.debug(log.LOCK_CONTENDED, lock="m")
@@ -120,7 +109,6 @@ def test_a_configured_structlog_gets_the_events_instead() -> None:
     assert logs == [{"event": "lockkit.queue_deep", "lock": "/c.lock", "waiting": 11, "log_level": "warning"}]
 
 
-@pytest.mark.usefixtures("unconfigured_structlog")
 def test_a_raising_handler_never_breaks_a_lock(caplog: pytest.LogCaptureFixture) -> None:
     class Broken(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
