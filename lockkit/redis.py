@@ -1,4 +1,4 @@
-"""Host scope: RedisLock, a lockkit lock on a Redis server (``pip install 'lockkit[redis]'``).
+"""Host scope: RedisLock, a lockkit lock on a Redis server (needs redis-py: lockkit's extra ``redis``).
 
 Same contract as every lockkit lock, across hosts: FIFO tickets in Redis (a sorted set,
 each ticket with its own expiry so a crashed waiter does not block the queue), the head
@@ -28,7 +28,7 @@ try:
     from redis.backoff import NoBackoff as _NoBackoff
     from redis.retry import Retry as _Retry
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
-    raise ImportError("lockkit.redis needs redis-py: pip install 'lockkit[redis]'") from exc
+    raise ImportError("lockkit.redis needs redis-py: pip install redis (or lockkit's extra 'redis')") from exc
 
 from lockkit._internal import fork as _fork
 from lockkit._internal import log as _log

@@ -1,4 +1,4 @@
-"""The seed's queue repository, rebuilt on lockkit.JsonDocument.
+"""A command queue repository on lockkit.JsonDocument: an example of a repository built on lockkit.
 
 Every command is one read-modify-write under the document's exclusive lock, so no
 command is lost when threads and worker processes change the queue at once.

@@ -1,4 +1,4 @@
-"""The seed's API token manager, rebuilt on lockkit.JsonDocument.
+"""An API token manager on lockkit.JsonDocument: an example of a repository built on lockkit.
 
 Tokens are shown once at creation; only their SHA-256 digest is stored, so neither the
 file nor any log or error contains a usable token.

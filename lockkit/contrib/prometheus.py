@@ -1,6 +1,6 @@
 """Prometheus metrics for lockkit's locks, file locks, repositories and stores.
 
-Needs ``prometheus_client`` (``pip install 'lockkit[prometheus]'``).
+Needs ``prometheus_client`` (the extra ``prometheus``).
 
 :class:`LockkitMetrics` owns ordinary ``prometheus_client`` counters and gauges and
 copies lockkit's statistics into them when :meth:`LockkitMetrics.update` runs (the

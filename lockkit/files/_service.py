@@ -1,4 +1,4 @@
-"""FileLockService: the seed's service API over FileLock (results instead of exceptions)."""
+"""FileLockService: lock files derived from resource paths, failures reported as results instead of exceptions."""
 
 from __future__ import annotations
 
@@ -160,7 +160,7 @@ class FileLockService:
             timeout: Seconds to wait (default: the service's ``default_timeout``).
             retry_interval: With ``max_retries``: seconds between attempts.
             max_retries: Make ``1 + max_retries`` single attempts, ``retry_interval``
-                apart (the seed's polling mode), within ``timeout``.
+                apart (polling instead of waiting in the kernel), within ``timeout``.
             type: ``"exclusive"`` or ``"shared"``.
 
         Returns:

@@ -262,7 +262,7 @@ def _atomic_write(
 
 
 class AtomicWriter:
-    """The seed's writer API over :func:`atomic_write`.
+    """An object-style writer over :func:`atomic_write`, for code that passes a writer around.
 
     Args:
         fsync: Durable writes (see :func:`atomic_write`).

@@ -1,4 +1,4 @@
-"""JsonRepository (one file per record) and the seed's BaseFileRepository."""
+"""JsonRepository (one file per record) and BaseFileRepository (a base class for your own repositories)."""
 
 from __future__ import annotations
 
@@ -259,7 +259,7 @@ class JsonRepository:
 
 
 class BaseFileRepository:
-    """The seed's base class for your own file-backed repositories.
+    """A base class for your own file-backed repositories.
 
     Subclasses call the protected ``*_with_lock`` operations on JSON files below
     ``base_dir``; each is locked for threads and processes (see

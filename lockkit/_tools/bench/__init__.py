@@ -130,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run: Callable[[bool], list[Table]] = importlib.import_module(f"lockkit._tools.bench.{name}").run
             tables = run(args.quick)
         except ImportError as exc:  # a peer this group needs is missing
-            print(f"== {name}: skipped ({exc.name} is not installed; pip install 'lockkit[bench]')\n", flush=True)
+            hint = "pip install '.[bench]' in a lockkit checkout"
+            print(f"== {name}: skipped ({exc.name} is not installed; {hint})\n", flush=True)
             continue
         for table in tables:
             print(table.render(), flush=True)

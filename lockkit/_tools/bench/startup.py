@@ -49,7 +49,7 @@ def imports(quick: bool, env: dict[str, str]) -> Table:
     if importlib.util.find_spec("filelock") is not None:
         rows.append(("from filelock import FileLock", "from filelock import FileLock"))
     else:
-        t.notes.append("filelock is not installed: pip install 'lockkit[bench]'")
+        t.notes.append("filelock is not installed: pip install '.[bench]' in a lockkit checkout")
     for name, code in rows:
         ms = _ms([sys.executable, "-c", code], rounds, env)
         t.add(name, ms=ms, over=max(0.0, ms - floor))

@@ -40,7 +40,7 @@ def _stores() -> tuple[lockkit.JsonRepository, lockkit.PersistentStore]:
 
 
 def _transfer_unlocked(src: str, dst: str, amount: int) -> None:
-    """The seed's bug: read-modify-write without a lock.
+    """The bug the demo shows: read-modify-write without a lock.
 
     Files are still replaced atomically (so nothing is torn): what is lost here is
     exactly what the lock prevents, updates overwritten by a concurrent writer.

@@ -214,7 +214,7 @@ def main(requests: int, workers: int, threads: int, connections: int, keep: bool
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _exit_on_signal)
     if importlib.util.find_spec("gunicorn") is None:
-        print("lockkit demo needs gunicorn: pip install 'lockkit[demo]'", file=sys.stderr)
+        print("lockkit demo needs gunicorn: pip install '.[demo]' in a lockkit checkout", file=sys.stderr)
         return 69
     results = []
     for locking in ("off", "on"):
