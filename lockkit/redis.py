@@ -401,6 +401,7 @@ _held_names = _HeldNames()
 _fork.register(_held_names)
 _renewer = _Renewer()
 _infos: dict[int, str] = {}
+_infos_mu = threading.Lock()  # evicting while another thread inserts must not raise (no GIL to rely on)
 os.register_at_fork(after_in_child=_infos.clear)  # a forked child rebuilds them with its own pid
 _fork.register(_renewer)
 
@@ -520,8 +521,9 @@ class RedisLock:
                 },
                 separators=(",", ":"),
             )
-            if len(_infos) > 4096:
-                _infos.pop(next(iter(_infos)))
+            with _infos_mu:
+                if len(_infos) > 4096:
+                    _infos.pop(next(iter(_infos)), None)
         return info
 
     def _try(self, token: str, ticket: str, blocking: bool, deadline: Deadline) -> tuple[bool, int | str]:

@@ -89,6 +89,16 @@ def worker() -> Callable[..., Worker]:
 pytest_plugins = ["pytester"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """``LOCKKIT_SWITCH_INTERVAL=1e-6`` makes the interpreter switch threads (almost) after every bytecode."""
+    import os
+    import sys
+
+    interval = os.environ.get("LOCKKIT_SWITCH_INTERVAL")
+    if interval:
+        sys.setswitchinterval(float(interval))
+
+
 @pytest.fixture(autouse=True)
 def _fresh_logging() -> None:
     """Every test starts as an app that never configured structlog, with no rate-limit window open.

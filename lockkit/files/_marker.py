@@ -197,15 +197,18 @@ class _Heartbeat:
 
     def _run(self) -> None:
         while True:
+            # Clear before the snapshot: an add() after it sets the event again. (Cleared
+            # after the wait, a wake-up set in between was lost, and a marker with a
+            # shorter period went without heartbeat for a whole longer one.)
+            self._wake.clear()
             with self._mu:
                 holds = list(self._holds.values())
-            interval = min((h.stale_after / 3 for h in holds), default=60.0)
-            self._interval = interval
+                interval = min((h.stale_after / 3 for h in holds), default=60.0)
+                self._interval = interval
             for hold in holds:
                 with contextlib.suppress(OSError):  # released meanwhile
                     os.utime(hold.fd)  # touches our own owner file, even if it was unlinked
             self._wake.wait(max(0.01, interval))
-            self._wake.clear()
 
     def _reset_after_fork(self) -> None:
         self._mu = threading.Lock()

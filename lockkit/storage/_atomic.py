@@ -225,19 +225,23 @@ def _atomic_write(
         os.unlink(tmp)
         raise
     try:
-        with f:
-            try:
-                yield f
-            except OSError as exc:
-                if isinstance(exc, LockkitError) or exc.errno not in _DISK_ERRORS:
-                    raise
-                raise storage_error(target, exc, "write") from exc  # the caller's write hit a full disk
-            try:
-                f.flush()
-                if fsync:
-                    os.fsync(f.fileno())
-            except OSError as exc:
-                raise storage_error(target, exc, "write") from exc
+        # No ``with f``: closing flushes what is still buffered, and on a full disk that
+        # raises again; an OSError from an implicit close would replace the
+        # StorageError below (it does on Python 3.15). Closed explicitly here, and
+        # quietly on the way out of a failure.
+        try:
+            yield f
+        except OSError as exc:
+            if isinstance(exc, LockkitError) or exc.errno not in _DISK_ERRORS:
+                raise
+            raise storage_error(target, exc, "write") from exc  # the caller's write hit a full disk
+        try:
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+            f.close()
+        except OSError as exc:
+            raise storage_error(target, exc, "write") from exc
         try:
             if commit is None:
                 os.replace(tmp, target)

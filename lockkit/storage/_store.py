@@ -51,12 +51,18 @@ class StoreStatistics:
 
 
 _open_stores: weakref.WeakSet[PersistentStore] = weakref.WeakSet()
+_open_stores_mu = threading.Lock()  # a WeakSet is not safe to change and list from several threads at once
+
+
+def _stores_open() -> list[PersistentStore]:
+    with _open_stores_mu:
+        return list(_open_stores)
 
 
 def flush_all_stores(timeout: float | None = None) -> bool:
     """Flush every open store; ``False`` if any could not finish (errors are logged)."""
     ok = True
-    for store in list(_open_stores):
+    for store in _stores_open():
         try:
             ok = store.flush(timeout) and ok
         except Exception as exc:
@@ -66,7 +72,7 @@ def flush_all_stores(timeout: float | None = None) -> bool:
 
 
 def _close_all_at_exit() -> None:
-    for store in list(_open_stores):
+    for store in _stores_open():
         with contextlib.suppress(Exception):
             store.close()
 
@@ -229,7 +235,8 @@ class PersistentStore:
         self._closed = False
         self._writer: threading.Thread | None = None
         self._data = self._load(on_corrupt)
-        _open_stores.add(self)
+        with _open_stores_mu:
+            _open_stores.add(self)
 
     @property
     def path(self) -> str:
@@ -532,7 +539,8 @@ class PersistentStore:
             writer = self._writer
         if writer is not None and writer is not threading.current_thread():
             writer.join(timeout)
-        _open_stores.discard(self)
+        with _open_stores_mu:
+            _open_stores.discard(self)
 
     def reload(self) -> None:
         """Re-read the file (other processes may have saved).
