@@ -20,7 +20,7 @@ LAYERS = [
     ("lockkit.resilience",),
     ("lockkit.sync",),
     ("lockkit.files",),
-    ("lockkit.redis",),
+    ("lockkit.redis", "lockkit.postgres"),
     ("lockkit.storage",),
     ("lockkit", "lockkit.testing", "lockkit.pytest_plugin", "lockkit._tools", "lockkit.__main__", "lockkit.contrib"),
 ]
@@ -71,6 +71,7 @@ def test_every_module_lives_in_a_layer_package() -> None:
         "__main__.py",
         "_version.py",
         "exceptions.py",
+        "postgres.py",
         "pytest_plugin.py",
         "redis.py",
         "testing.py",

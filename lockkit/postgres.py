@@ -1,0 +1,599 @@
+"""Host scope on PostgreSQL: PgLock, a lockkit lock on a session-level advisory lock.
+
+Needs psycopg 3 (lockkit's extra ``postgres``). See docs/postgres.md for how it
+compares with :mod:`lockkit.redis`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import re
+import select
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from threading import get_ident
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+try:
+    import psycopg
+    from psycopg import errors as _pg_errors
+except ImportError as exc:  # pragma: no cover - exercised only without psycopg
+    raise ImportError(
+        "lockkit.postgres needs psycopg 3: pip install 'psycopg[binary]' (lockkit's extra 'postgres')"
+    ) from exc
+
+from lockkit._internal import fork as _fork
+from lockkit._internal import log as _log
+from lockkit._internal.deadline import Deadline, check_timeout, monotonic, timeout_error
+from lockkit._internal.stats import Counters
+from lockkit.exceptions import DeadlockError, LockLostError, LockTimeoutError, NotOwnerError
+from lockkit.files._holder import hostname
+from lockkit.files._info import LockInfo
+from lockkit.sync._rwlock import RWLock
+
+if TYPE_CHECKING:
+    from lockkit._internal.snapshot import LockStatistics
+
+__all__ = ["PgLock", "advisory_key"]
+
+#: How often (seconds) the watcher checks every held session even when none has spoken.
+CHECK_INTERVAL = 2.0
+#: The ``application_name`` lockkit gives a holding session (at most 63 bytes: the thread
+#: name may be cut short).
+_LABEL = re.compile(r"lockkit pid=(?P<pid>\d+) host=(?P<host>\S+) thread=(?P<thread>.*)\Z", re.S)
+#: Idle connections a PgLock keeps for its next acquisitions.
+_IDLE_MAX = 4
+
+
+def advisory_key(name: str, namespace: str = "lockkit") -> tuple[int, int]:
+    """The two ``int4`` advisory-lock keys of ``name`` in ``namespace``.
+
+    The first 8 bytes of BLAKE2b over ``namespace``, a NUL byte and ``name`` (UTF-8),
+    read as two big-endian signed 32-bit integers: a stable 64-bit hash, the same in
+    every process, host and Python version. Two different names collide with
+    probability 2**-64; among ``n`` names in use, about ``n**2 / 2**65`` (one in 3.7
+    billion for a million names). The two-key form never collides with locks taken
+    with a single ``bigint`` key.
+
+    Raises:
+        TypeError: ``name`` or ``namespace`` is not a string.
+        ValueError: ``name`` is empty, or either contains a NUL character.
+    """
+    if not isinstance(name, str) or not isinstance(namespace, str):
+        raise TypeError("lock names and namespaces must be strings")
+    if not name:
+        raise ValueError("lock name must be a non-empty string")
+    if "\0" in name or "\0" in namespace:
+        raise ValueError("lock names and namespaces must not contain NUL characters")
+    digest = hashlib.blake2b(f"{namespace}\0{name}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest[:4], "big", signed=True), int.from_bytes(digest[4:], "big", signed=True)
+
+
+@dataclass
+class _Hold:
+    conn: Any
+    backend: int
+    token: int | None
+    inherited: bool = False
+    #: Set (under ``probe``) when the owner starts releasing: from then on the session
+    #: is the owner's again, and the watcher must not send it anything.
+    done: bool = False
+    probe: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _check(hold: _Hold) -> bool:
+    """Whether ``hold``'s session is alive; ``True`` once its owner started releasing it."""
+    with hold.probe:
+        return hold.done or _alive(hold.conn)
+
+
+def _detach(conn: Any) -> None:
+    """In a forked child: point an inherited socket at /dev/null.
+
+    Closing this copy (a finalizer at exit, say) can then never end the parent's session.
+    """
+    with contextlib.suppress(Exception):
+        fd = conn.fileno()
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
+
+
+class _Watcher:
+    """One daemon thread per process noticing held sessions that die.
+
+    A session ended by the server (``pg_terminate_backend``, a restart) makes its
+    socket readable at once: the watcher then checks it with ``SELECT 1``. Every
+    session is also checked every :data:`CHECK_INTERVAL` seconds.
+    """
+
+    def __init__(self) -> None:
+        self._reset_after_fork()
+
+    def _reset_after_fork(self) -> None:
+        self._mu = threading.Lock()
+        self._holds: dict[tuple[int, int], tuple[PgLock, _Hold]] = {}
+        self._thread: threading.Thread | None = None
+
+    def add(self, lock: PgLock, ident: int, hold: _Hold) -> None:
+        with self._mu:
+            self._holds[(id(lock), ident)] = (lock, hold)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="lockkit-pg-watch", daemon=True)
+                self._thread.start()
+
+    def remove(self, lock: PgLock, ident: int) -> None:
+        with self._mu:
+            self._holds.pop((id(lock), ident), None)
+
+    def _run(self) -> None:
+        last_full = monotonic()
+        while True:
+            with self._mu:
+                items = list(self._holds.items())
+            fds = {}
+            for key, (_lock, hold) in items:
+                with contextlib.suppress(Exception):
+                    fds[hold.conn.fileno()] = key
+            try:
+                readable = select.select(list(fds), [], [], 0.25)[0] if fds else []
+            except (OSError, ValueError):  # a socket closed meanwhile: check them all
+                readable = list(fds)
+            full = monotonic() - last_full >= CHECK_INTERVAL
+            if full:
+                last_full = monotonic()
+            suspects = {fds[fd] for fd in readable} if not full else {key for key, _ in items}
+            for key, (lock, hold) in items:
+                if key in suspects and not _check(hold):
+                    with self._mu:
+                        still = self._holds.pop(key, None)
+                    if still is not None:
+                        lock._mark_lost(hold)
+            if not items:
+                threading.Event().wait(0.25)
+
+
+def _alive(conn: Any) -> bool:
+    try:
+        conn.execute("SELECT 1")
+    except Exception:
+        return False
+    return True
+
+
+_watcher = _Watcher()
+_fork.register(_watcher)
+
+
+class _HeldNames:
+    """Which threads of this process hold which advisory keys, through any PgLock object."""
+
+    def __init__(self) -> None:
+        self._reset_after_fork()
+
+    def _reset_after_fork(self) -> None:
+        self._mu = threading.Lock()
+        self._held: set[tuple[str, int]] = set()
+
+    def claim(self, key: str, ident: int) -> bool:
+        with self._mu:
+            if (key, ident) in self._held:
+                return False
+            self._held.add((key, ident))
+            return True
+
+    def drop(self, key: str, ident: int) -> None:
+        with self._mu:
+            self._held.discard((key, ident))
+
+
+_held_names = _HeldNames()
+_fork.register(_held_names)
+_fence_ready: set[tuple[str, str]] = set()
+_fence_mu = threading.Lock()
+
+
+class PgLock:
+    """A PostgreSQL session-level advisory lock with lockkit's lock contract.
+
+    Fairness: FIFO across processes and hosts. Waiters queue in the server's lock
+    manager, which grants in arrival order; threads of one process using one
+    ``PgLock`` object queue FIFO locally first.
+
+    Ownership: each hold belongs to the thread that took it, on a connection (a
+    database session) of its own that lockkit opens from ``conninfo`` and never shares
+    with the application's queries. Reentrancy: none
+    (:class:`~lockkit.exceptions.DeadlockError`, or ``False`` for a try).
+
+    Crash release: the server releases a session's advisory locks when the session
+    ends, so a holder that dies (even by ``kill -9``) frees the lock as soon as the
+    server sees its connection close. Loss: a hold whose session ends while held (the
+    server restarts, ``pg_terminate_backend``, a cut network noticed by a check) is
+    lost: ``on_lost(lock)`` is called from a watcher thread, :attr:`lost` is set, and
+    the next :meth:`release` or :meth:`assert_held` raises
+    :class:`~lockkit.exceptions.LockLostError`.
+
+    Fencing: every exclusive acquisition gets :attr:`fencing_token` from a database
+    sequence (``fence_sequence``, created on first use), taken in the same statement
+    that is granted the lock: strictly greater than every earlier token of every
+    PgLock on that database. Pass it to ``JsonDocument``/``JsonRepository``
+    ``fencing_token=``. ``fence_sequence=None`` skips it (no token).
+
+    Timeouts: waits run in the server with ``lock_timeout`` set to what is left of the
+    caller's timeout; ``0`` is one ``pg_try_advisory_lock``.
+
+    Interrupts: an exception (``KeyboardInterrupt``, say) during the wait closes that
+    session, which drops whatever it was granted: an interrupted acquire never leaves
+    the lock held. Fork: a forked child never uses its parent's sessions; the forking
+    thread's hold is kept locally (leaving a ``with`` block works) and releasing it in
+    the child only forgets it.
+
+    Sessions behind a transaction-pooling proxy (PgBouncer ``pool_mode=transaction``)
+    cannot hold session-level locks: each new connection is checked once and refused
+    with :class:`~lockkit.exceptions.LockLostError` when the check sees it (it cannot
+    see every such proxy; connect to PostgreSQL directly or through session pooling).
+
+    Args:
+        conninfo: A libpq connection string or URL, or a function returning a new
+            ``psycopg.Connection`` (lockkit sets autocommit on it).
+        name: The lock's name (hashed with :func:`advisory_key`).
+        shared: Take the lock in shared mode.
+        timeout: Default timeout for ``with`` (``None`` waits forever).
+        namespace: Keeps names of different applications apart.
+        on_lost: Called with the lock (from the watcher thread) when a hold is lost.
+        fence_sequence: The sequence fencing tokens come from, or ``None``.
+
+    Raises:
+        TypeError: ``conninfo`` is neither a string nor a callable (a connection object
+            cannot be used: lockkit needs sessions of its own).
+        ValueError: An empty name, or a NUL character in it.
+    """
+
+    def __init__(
+        self,
+        conninfo: str | Callable[[], Any],
+        name: str,
+        *,
+        shared: bool = False,
+        timeout: float | None = None,
+        namespace: str = "lockkit",
+        on_lost: Callable[[PgLock], None] | None = None,
+        fence_sequence: str | None = "lockkit_fence",
+    ) -> None:
+        if isinstance(conninfo, psycopg.Connection):
+            raise TypeError(
+                "PgLock needs sessions of its own: pass the connection string (or a function that "
+                "connects), not a connection the application also uses"
+            )
+        if not isinstance(conninfo, str) and not callable(conninfo):
+            raise TypeError(f"conninfo must be a connection string or a callable, not {type(conninfo).__name__}")
+        self.key = advisory_key(name, namespace)
+        self.name = name
+        self._conninfo = conninfo
+        self._shared = shared
+        self._timeout = check_timeout(True, timeout)
+        self._on_lost = on_lost
+        self._fence_sequence = fence_sequence
+        self._target = conninfo if isinstance(conninfo, str) else f"callable:{id(conninfo)}"
+        self._held_key = f"{self._target}:{self.key[0]}:{self.key[1]}"
+        self._local = RWLock(name=f"postgres:{name}")
+        self._holds: dict[int, _Hold] = {}
+        self._idle: list[Any] = []
+        self._mu = threading.Lock()
+        self._stats = Counters()
+        self._acquisitions = 0
+        self._losses = 0
+        self.lost = False
+        _fork.register(self)
+
+    def _reset_after_fork(self) -> None:
+        me = get_ident()
+        self._mu = threading.Lock()
+        for hold in self._holds.values():
+            _detach(hold.conn)
+        for conn in self._idle:
+            _detach(conn)
+        mine = self._holds.get(me)
+        if mine is not None:
+            mine.inherited = True
+            mine.probe = threading.Lock()
+        self._holds = {} if mine is None else {me: mine}
+        self._idle = []  # the parent's sessions: never used here
+
+    # -- sessions -------------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        with self._mu:
+            if self._idle:
+                return self._idle.pop()
+        if isinstance(self._conninfo, str):
+            conn = psycopg.connect(self._conninfo, autocommit=True)
+        else:
+            conn = self._conninfo()
+            conn.autocommit = True
+        try:
+            self._check_session(conn)
+            self._ensure_sequence(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _check_session(self, conn: Any) -> None:
+        """Refuse a connection whose statements may run in different sessions (transaction pooling)."""
+        probe = advisory_key(f"session-probe:{os.getpid()}:{get_ident()}:{id(conn)}", "lockkit.probe")
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", probe)
+        try:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+                " AND classid = (%s::bigint & 4294967295)::oid AND objid = (%s::bigint & 4294967295)::oid"
+                " AND objsubid = 2 AND granted",
+                probe,
+            ).fetchone()
+        finally:
+            conn.execute("SELECT pg_advisory_unlock_all()")
+        if not row or row[0] != 1:
+            raise LockLostError(
+                "this connection does not keep one database session across statements (a transaction-pooling "
+                "proxy?): session-level advisory locks would be silently lost; connect directly or use session pooling"
+            )
+
+    def _ensure_sequence(self, conn: Any) -> None:
+        if self._fence_sequence is None or self._shared:
+            return
+        ready_key = (self._target, self._fence_sequence)
+        with _fence_mu:
+            if ready_key in _fence_ready:
+                return
+        with contextlib.suppress(_pg_errors.UniqueViolation, _pg_errors.DuplicateTable):  # created meanwhile
+            conn.execute(f"CREATE SEQUENCE IF NOT EXISTS {_ident(self._fence_sequence)}")
+        with _fence_mu:
+            _fence_ready.add(ready_key)
+
+    def _give_back(self, conn: Any) -> None:
+        with self._mu:
+            if len(self._idle) < _IDLE_MAX and not conn.closed:
+                self._idle.append(conn)
+                return
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    # -- acquire / release ------------------------------------------------------------------
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Acquire the lock for the calling thread.
+
+        Args:
+            blocking: ``False`` makes one attempt.
+            timeout: Seconds to wait at most; ``None`` waits forever; ``0`` is one attempt.
+
+        Returns:
+            ``True`` if acquired, ``False`` if the attempt or the timeout ran out.
+
+        Raises:
+            DeadlockError: The calling thread already holds this lock (through any PgLock).
+            psycopg.OperationalError: The database cannot be reached.
+            LockLostError: The connection cannot keep a session (transaction pooling).
+        """
+        t = check_timeout(blocking, timeout)
+        me = get_ident()
+        if not _held_names.claim(self._held_key, me):
+            if t == 0:
+                return False
+            raise DeadlockError(f"postgres lock {self.name!r} is not reentrant: this thread already holds it")
+        try:
+            deadline = Deadline(t)
+            if not self._local.acquire(timeout=t, shared=self._shared):
+                with self._mu:
+                    self._stats.contentions += 1
+                _held_names.drop(self._held_key, me)
+                return False
+            try:
+                hold = self._acquire_remote(deadline)
+            except BaseException:
+                self._local.release()
+                raise
+        except BaseException:
+            _held_names.drop(self._held_key, me)
+            raise
+        if hold is None:
+            self._local.release()
+            _held_names.drop(self._held_key, me)
+            return False
+        self._holds[me] = hold
+        _watcher.add(self, me, hold)
+        return True
+
+    def _statement(self, wait: bool) -> str:
+        k = "%s, %s"
+        fn = ("pg_advisory_lock" if wait else "pg_try_advisory_lock") + ("_shared" if self._shared else "")
+        fence = self._fence_sequence is not None and not self._shared
+        token = f"nextval('{_ident(self._fence_sequence)}')" if fence and self._fence_sequence else "NULL::bigint"
+        if wait:
+            return f"SELECT true, {token}, pg_backend_pid() FROM (SELECT {fn}({k})) AS granted"
+        return f"SELECT ok, CASE WHEN ok THEN {token} END, pg_backend_pid() FROM (SELECT {fn}({k}) AS ok) AS t"
+
+    def _acquire_remote(self, deadline: Deadline) -> _Hold | None:
+        conn = self._connect()
+        left = deadline.remaining()
+        wait = left is None or left > 0
+        label = f"lockkit pid={os.getpid()} host={hostname()} thread={threading.current_thread().name}"[:63]
+        try:
+            with conn.pipeline():
+                conn.execute("SELECT set_config('application_name', %s, false)", (label,))
+                if wait:
+                    ms = 0 if left is None else max(1, math.ceil(left * 1000))
+                    conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{ms}ms",))
+                cur = conn.execute(self._statement(wait), self.key)
+            row = cur.fetchone()
+        except _pg_errors.LockNotAvailable:
+            self._give_back(conn)  # the wait timed out in the server: nothing was granted
+            with self._mu:
+                self._stats.contentions += 1
+                self._stats.waited(monotonic() - deadline.start, False, self.name)
+            return None
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.close()  # the session ends: whatever it was granted is released with it
+            raise
+        granted, token, backend = row if row else (False, None, 0)
+        if not granted:
+            self._give_back(conn)
+            with self._mu:
+                self._stats.contentions += 1
+            return None
+        with self._mu:
+            self._acquisitions += 1
+        self.lost = False
+        return _Hold(conn, int(backend), None if token is None else int(token))
+
+    def release(self) -> None:
+        """Release the calling thread's hold.
+
+        Raises:
+            NotOwnerError: The calling thread does not hold this lock.
+            LockLostError: The hold was lost before this release (nothing left to release).
+        """
+        me = get_ident()
+        hold = self._holds.pop(me, None)
+        if hold is None:
+            raise NotOwnerError(f"postgres lock {self.name!r} is not held by this thread")
+        _watcher.remove(self, me)
+        with hold.probe:  # waits for a check in progress; the watcher leaves it alone from now on
+            hold.done = True
+        try:
+            if hold.inherited:
+                return  # a forked child forgets its parent's hold
+            fn = "pg_advisory_unlock_shared" if self._shared else "pg_advisory_unlock"
+            try:
+                row = hold.conn.execute(f"SELECT {fn}(%s, %s)", self.key).fetchone()
+            except Exception:
+                row = None
+            if not row or not row[0]:
+                with contextlib.suppress(Exception):
+                    hold.conn.close()
+                self._mark_lost(hold, notify=False)
+                raise LockLostError(f"postgres lock {self.name!r} was lost before release (its session ended)")
+            self._give_back(hold.conn)
+        finally:
+            self._local.release()
+            _held_names.drop(self._held_key, me)
+
+    def _mark_lost(self, hold: _Hold, notify: bool = True) -> None:
+        with self._mu:
+            if hold.inherited:
+                return
+            self._losses += 1
+            self.lost = True
+        _log.warning("lockkit.lock_lost", lock=self.name)
+        if notify and self._on_lost is not None:
+            try:
+                self._on_lost(self)
+            except Exception as exc:
+                _log.warning("lockkit.on_lost_failed", lock=self.name, error=type(exc).__name__)
+
+    def assert_held(self) -> None:
+        """Raise unless the calling thread holds the lock on a live session.
+
+        Raises:
+            NotOwnerError: The calling thread does not hold it.
+            LockLostError: Its session ended.
+        """
+        hold = self._holds.get(get_ident())
+        if hold is None:
+            raise NotOwnerError(f"postgres lock {self.name!r} is not held by this thread")
+        if hold.inherited:
+            return
+        if not _check(hold):
+            _watcher.remove(self, get_ident())
+            self._mark_lost(hold)
+            raise LockLostError(f"postgres lock {self.name!r} was lost (its session ended)")
+
+    @property
+    def fencing_token(self) -> int | None:
+        """The token of the calling thread's exclusive hold (``None`` if not held or not fenced)."""
+        hold = self._holds.get(get_ident())
+        return None if hold is None else hold.token
+
+    def __enter__(self) -> PgLock:
+        if not self.acquire(True, self._timeout):
+            raise self._timeout_error(self._timeout)
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()
+
+    # -- introspection ----------------------------------------------------------------------
+
+    def holder(self) -> LockInfo | None:
+        """Who holds the lock, from ``pg_locks`` and ``pg_stat_activity`` (``None`` if free)."""
+        conn = self._connect()
+        try:
+            rows = conn.execute(
+                "SELECT l.mode, a.pid, a.application_name, extract(epoch FROM a.state_change)"
+                " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+                " AND l.classid = (%s::bigint & 4294967295)::oid AND l.objid = (%s::bigint & 4294967295)::oid",
+                self.key,
+            ).fetchall()
+        finally:
+            self._give_back(conn)
+        if not rows:
+            return None
+        if any(mode == "ShareLock" for mode, *_ in rows):
+            return LockInfo(None, None, None, None, True, 0)
+        _mode, backend, app, since = rows[0]
+        at = None if since is None else float(since)
+        if not str(app or "").startswith("lockkit "):  # another program's session: only its backend is known
+            return LockInfo(int(backend), "the database server (backend pid)", None, at, False, 0, recorded=False)
+        m = _LABEL.match(str(app))
+        if m is None:
+            return LockInfo(int(backend), "the database server (backend pid)", None, at, False, 0, recorded=False)
+        return LockInfo(int(m["pid"]), m["host"], m["thread"], at, False, 0)
+
+    def _timeout_error(self, timeout: float | None) -> LockTimeoutError:
+        info = None
+        with contextlib.suppress(Exception):
+            info = self.holder()
+        return timeout_error(
+            f"postgres lock {self.name!r}",
+            timeout,
+            resource=self.name,
+            holder=None if info is None else info.describe(),
+        )
+
+    def locked(self) -> bool:
+        """Whether any session holds the lock (one query)."""
+        return self.holder() is not None
+
+    def statistics(self) -> LockStatistics:
+        """Counters of this object: acquisitions, contentions, waits, plus the local queue."""
+        local = self._local.statistics()
+        with self._mu:
+            return self._stats.merged(local, self.name, self._acquisitions, held=bool(self._holds))
+
+    def close(self) -> None:
+        """Close the idle sessions this object keeps (held ones stay until released)."""
+        with self._mu:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def __repr__(self) -> str:
+        return f"<lockkit.postgres.PgLock {self.name!r} {'shared' if self._shared else 'exclusive'}>"
+
+
+def _ident(name: str) -> str:
+    """A (possibly schema-qualified) SQL identifier, each part quoted."""
+    parts = name.split(".")
+    if not all(parts) or any('"' in p or "\0" in p for p in parts):
+        raise ValueError(f"not a valid sequence name: {name!r}")
+    return ".".join(f'"{p}"' for p in parts)
