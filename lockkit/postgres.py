@@ -30,6 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without psycopg
 from lockkit._internal import fork as _fork
 from lockkit._internal import log as _log
 from lockkit._internal.deadline import Deadline, check_timeout, monotonic, timeout_error
+from lockkit._internal.held import held_names as _held_names
 from lockkit._internal.stats import Counters
 from lockkit.exceptions import DeadlockError, LockLostError, LockTimeoutError, NotOwnerError
 from lockkit.files._holder import hostname
@@ -74,10 +75,21 @@ def advisory_key(name: str, namespace: str = "lockkit") -> tuple[int, int]:
     return int.from_bytes(digest[:4], "big", signed=True), int.from_bytes(digest[4:], "big", signed=True)
 
 
+class _Session:
+    """One of lockkit's connections, with the settings last sent on it (sent again only when they change)."""
+
+    __slots__ = ("conn", "label", "lock_timeout")
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.label = ""
+        self.lock_timeout = -1
+
+
 @dataclass
 class _Hold:
+    session: _Session
     conn: Any
-    backend: int
     token: int | None
     inherited: bool = False
     #: Set (under ``probe``) when the owner starts releasing: from then on the session
@@ -172,30 +184,6 @@ _watcher = _Watcher()
 _fork.register(_watcher)
 
 
-class _HeldNames:
-    """Which threads of this process hold which advisory keys, through any PgLock object."""
-
-    def __init__(self) -> None:
-        self._reset_after_fork()
-
-    def _reset_after_fork(self) -> None:
-        self._mu = threading.Lock()
-        self._held: set[tuple[str, int]] = set()
-
-    def claim(self, key: str, ident: int) -> bool:
-        with self._mu:
-            if (key, ident) in self._held:
-                return False
-            self._held.add((key, ident))
-            return True
-
-    def drop(self, key: str, ident: int) -> None:
-        with self._mu:
-            self._held.discard((key, ident))
-
-
-_held_names = _HeldNames()
-_fork.register(_held_names)
 _fence_ready: set[tuple[str, str]] = set()
 _fence_mu = threading.Lock()
 
@@ -282,10 +270,10 @@ class PgLock:
         self._on_lost = on_lost
         self._fence_sequence = fence_sequence
         self._target = conninfo if isinstance(conninfo, str) else f"callable:{id(conninfo)}"
-        self._held_key = f"{self._target}:{self.key[0]}:{self.key[1]}"
+        self._held_key = f"postgres|{self._target}|{self.key[0]}:{self.key[1]}"
         self._local = RWLock(name=f"postgres:{name}")
         self._holds: dict[int, _Hold] = {}
-        self._idle: list[Any] = []
+        self._idle: list[_Session] = []
         self._mu = threading.Lock()
         self._stats = Counters()
         self._acquisitions = 0
@@ -298,8 +286,8 @@ class PgLock:
         self._mu = threading.Lock()
         for hold in self._holds.values():
             _detach(hold.conn)
-        for conn in self._idle:
-            _detach(conn)
+        for session in self._idle:
+            _detach(session.conn)
         mine = self._holds.get(me)
         if mine is not None:
             mine.inherited = True
@@ -309,7 +297,7 @@ class PgLock:
 
     # -- sessions -------------------------------------------------------------------------
 
-    def _connect(self) -> Any:
+    def _connect(self) -> _Session:
         with self._mu:
             if self._idle:
                 return self._idle.pop()
@@ -324,7 +312,7 @@ class PgLock:
         except BaseException:
             conn.close()
             raise
-        return conn
+        return _Session(conn)
 
     def _check_session(self, conn: Any) -> None:
         """Refuse a connection whose statements may run in different sessions (transaction pooling)."""
@@ -357,13 +345,13 @@ class PgLock:
         with _fence_mu:
             _fence_ready.add(ready_key)
 
-    def _give_back(self, conn: Any) -> None:
+    def _give_back(self, session: _Session) -> None:
         with self._mu:
-            if len(self._idle) < _IDLE_MAX and not conn.closed:
-                self._idle.append(conn)
+            if len(self._idle) < _IDLE_MAX and not session.conn.closed:
+                self._idle.append(session)
                 return
         with contextlib.suppress(Exception):
-            conn.close()
+            session.conn.close()
 
     # -- acquire / release ------------------------------------------------------------------
 
@@ -417,24 +405,38 @@ class PgLock:
         fence = self._fence_sequence is not None and not self._shared
         token = f"nextval('{_ident(self._fence_sequence)}')" if fence and self._fence_sequence else "NULL::bigint"
         if wait:
-            return f"SELECT true, {token}, pg_backend_pid() FROM (SELECT {fn}({k})) AS granted"
-        return f"SELECT ok, CASE WHEN ok THEN {token} END, pg_backend_pid() FROM (SELECT {fn}({k}) AS ok) AS t"
+            return f"SELECT true, {token} FROM (SELECT {fn}({k})) AS granted"
+        return f"SELECT ok, CASE WHEN ok THEN {token} END FROM (SELECT {fn}({k}) AS ok) AS t"
 
     def _acquire_remote(self, deadline: Deadline) -> _Hold | None:
-        conn = self._connect()
+        session = self._connect()
+        conn = session.conn
         left = deadline.remaining()
         wait = left is None or left > 0
+        ms = 0 if left is None else max(1, math.ceil(left * 1000))
         label = f"lockkit pid={os.getpid()} host={hostname()} thread={threading.current_thread().name}"[:63]
         try:
-            with conn.pipeline():
-                conn.execute("SELECT set_config('application_name', %s, false)", (label,))
+            # Settings that changed since this session last sent them go in the same round
+            # trip as the lock statement; usually nothing has changed and it is one statement.
+            settings = []
+            if session.label != label:
+                settings.append(("SELECT set_config('application_name', %s, false)", (label,)))
+            if wait and session.lock_timeout != ms:
+                settings.append(("SELECT set_config('lock_timeout', %s, false)", (f"{ms}ms",)))
+            if settings:
+                with conn.pipeline():
+                    for query, params in settings:
+                        conn.execute(query, params)
+                    cur = conn.execute(self._statement(wait), self.key)
+                session.label = label
                 if wait:
-                    ms = 0 if left is None else max(1, math.ceil(left * 1000))
-                    conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{ms}ms",))
+                    session.lock_timeout = ms
+            else:
                 cur = conn.execute(self._statement(wait), self.key)
             row = cur.fetchone()
         except _pg_errors.LockNotAvailable:
-            self._give_back(conn)  # the wait timed out in the server: nothing was granted
+            session.label, session.lock_timeout = label, ms
+            self._give_back(session)  # the wait timed out in the server: nothing was granted
             with self._mu:
                 self._stats.contentions += 1
                 self._stats.waited(monotonic() - deadline.start, False, self.name)
@@ -443,16 +445,16 @@ class PgLock:
             with contextlib.suppress(Exception):
                 conn.close()  # the session ends: whatever it was granted is released with it
             raise
-        granted, token, backend = row if row else (False, None, 0)
+        granted, token = row if row else (False, None)
         if not granted:
-            self._give_back(conn)
+            self._give_back(session)
             with self._mu:
                 self._stats.contentions += 1
             return None
         with self._mu:
             self._acquisitions += 1
         self.lost = False
-        return _Hold(conn, int(backend), None if token is None else int(token))
+        return _Hold(session, conn, None if token is None else int(token))
 
     def release(self) -> None:
         """Release the calling thread's hold.
@@ -481,7 +483,7 @@ class PgLock:
                     hold.conn.close()
                 self._mark_lost(hold, notify=False)
                 raise LockLostError(f"postgres lock {self.name!r} was lost before release (its session ended)")
-            self._give_back(hold.conn)
+            self._give_back(hold.session)
         finally:
             self._local.release()
             _held_names.drop(self._held_key, me)
@@ -534,9 +536,9 @@ class PgLock:
 
     def holder(self) -> LockInfo | None:
         """Who holds the lock, from ``pg_locks`` and ``pg_stat_activity`` (``None`` if free)."""
-        conn = self._connect()
+        session = self._connect()
         try:
-            rows = conn.execute(
+            rows = session.conn.execute(
                 "SELECT l.mode, a.pid, a.application_name, extract(epoch FROM a.state_change)"
                 " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
                 " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
@@ -544,7 +546,7 @@ class PgLock:
                 self.key,
             ).fetchall()
         finally:
-            self._give_back(conn)
+            self._give_back(session)
         if not rows:
             return None
         if any(mode == "ShareLock" for mode, *_ in rows):
@@ -583,9 +585,9 @@ class PgLock:
         """Close the idle sessions this object keeps (held ones stay until released)."""
         with self._mu:
             idle, self._idle = self._idle, []
-        for conn in idle:
+        for session in idle:
             with contextlib.suppress(Exception):
-                conn.close()
+                session.conn.close()
 
     def __repr__(self) -> str:
         return f"<lockkit.postgres.PgLock {self.name!r} {'shared' if self._shared else 'exclusive'}>"

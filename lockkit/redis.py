@@ -33,6 +33,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 from lockkit._internal import fork as _fork
 from lockkit._internal import log as _log
 from lockkit._internal.deadline import Deadline, check_timeout, monotonic, timeout_error
+from lockkit._internal.held import held_names as _held_names
 from lockkit._internal.snapshot import LockStatistics
 from lockkit._internal.stats import Counters
 from lockkit.exceptions import (
@@ -371,34 +372,6 @@ class _Renewer:
             self._wake.wait(soonest)
 
 
-class _HeldNames:
-    """Which threads of this process hold which Redis lock names, through any RedisLock object.
-
-    Two RedisLock objects (or two ``RedisLockManager.lock`` calls) for one name on one
-    thread would otherwise wait on each other until the timeout: re-entry is refused at once.
-    """
-
-    def __init__(self) -> None:
-        self._reset_after_fork()
-
-    def _reset_after_fork(self) -> None:
-        self._mu = threading.Lock()
-        self._held: set[tuple[str, int]] = set()
-
-    def claim(self, key: str, ident: int) -> bool:
-        with self._mu:
-            if (key, ident) in self._held:
-                return False
-            self._held.add((key, ident))
-            return True
-
-    def drop(self, key: str, ident: int) -> None:
-        with self._mu:
-            self._held.discard((key, ident))
-
-
-_held_names = _HeldNames()
-_fork.register(_held_names)
 _renewer = _Renewer()
 _infos: dict[int, str] = {}
 _infos_mu = threading.Lock()  # evicting while another thread inserts must not raise (no GIL to rely on)

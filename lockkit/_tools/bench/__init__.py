@@ -13,6 +13,7 @@ import statistics as _st
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -89,6 +90,15 @@ def median_ns_per_op(fn: Callable[[int], None], n: int, rounds: int) -> float:
     return _st.median(samples)
 
 
+def churn(make: Callable[[], Any], n: int, start: Any) -> None:
+    """In a benchmark process: make a lock, wait at ``start``, then acquire and release it ``n`` times."""
+    lock = make()
+    start.wait()
+    for _ in range(n):
+        lock.acquire()
+        lock.release()
+
+
 def race_processes(target: Callable[..., None], args: tuple[object, ...], procs: int) -> float:
     """Run ``target(*args, start)`` in ``procs`` forked processes released together; the seconds taken.
 
@@ -114,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
     import importlib
 
-    groups = ["threads", "files", "storage", "store", "retry", "redis", "startup"]
+    groups = ["threads", "files", "storage", "store", "retry", "redis", "postgres", "startup"]
     from lockkit._tools.cli import plain_text
 
     parser = argparse.ArgumentParser(prog="lockkit bench", description=plain_text(__doc__))

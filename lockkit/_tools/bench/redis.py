@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from lockkit._tools.bench import Table, race_processes
+from lockkit._tools.bench import Table, churn, race_processes
 from lockkit._tools.bench.peers import optional
 
 
@@ -88,15 +88,6 @@ def uncontended(port: int, quick: bool) -> Table:
     return t
 
 
-def _worker(kind: str, port: int, n: int, start: Any) -> None:
-    factory = dict(_factories(port))[kind]
-    lock = factory()
-    start.wait()
-    for _ in range(n):
-        lock.acquire()
-        lock.release()
-
-
 def contended(port: int, quick: bool) -> Table:
     """Four processes taking turns."""
     procs, n = (4, 100) if quick else (4, 500)
@@ -104,8 +95,8 @@ def contended(port: int, quick: bool) -> Table:
         f"RedisLock: {procs} processes x {n} acquire+release (same server)",
         [("ops", "ops/s"), ("x", "x redis-py Lock")],
     )
-    for kind, _ in _factories(port):
-        t.add(kind, ops=procs * n / race_processes(_worker, (kind, port, n), procs))
+    for kind, make in _factories(port):
+        t.add(kind, ops=procs * n / race_processes(churn, (make, n), procs))
     base = t.value("redis-py Lock (SET NX PX + Lua)", "ops")
     for row in t.rows:
         row.values["x"] = float(row.values["ops"]) / base
