@@ -13,7 +13,7 @@ import os
 import re
 import select
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from threading import get_ident
 from types import TracebackType
@@ -35,12 +35,13 @@ from lockkit._internal.stats import Counters
 from lockkit.exceptions import DeadlockError, LockLostError, LockTimeoutError, NotOwnerError
 from lockkit.files._holder import hostname
 from lockkit.files._info import LockInfo
+from lockkit.sync._multi import acquire_all
 from lockkit.sync._rwlock import RWLock
 
 if TYPE_CHECKING:
     from lockkit._internal.snapshot import LockStatistics
 
-__all__ = ["PgLock", "advisory_key"]
+__all__ = ["PgLock", "PgLockManager", "advisory_key"]
 
 #: How often (seconds) the watcher checks every held session even when none has spoken.
 CHECK_INTERVAL = 2.0
@@ -73,6 +74,38 @@ def advisory_key(name: str, namespace: str = "lockkit") -> tuple[int, int]:
         raise ValueError("lock names and namespaces must not contain NUL characters")
     digest = hashlib.blake2b(f"{namespace}\0{name}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest[:4], "big", signed=True), int.from_bytes(digest[4:], "big", signed=True)
+
+
+class _Idle:
+    """Idle sessions kept for the next acquisitions (one per PgLock, or shared by a PgLockManager's locks)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._reset_after_fork()
+        _fork.register(self)
+
+    def _reset_after_fork(self) -> None:
+        sessions = getattr(self, "_sessions", [])
+        for session in sessions:
+            _detach(session.conn)  # the parent's sessions: never used here
+        self._mu = threading.Lock()
+        self._sessions: list[_Session] = []
+
+    def get(self) -> _Session | None:
+        with self._mu:
+            return self._sessions.pop() if self._sessions else None
+
+    def put(self, session: _Session) -> bool:
+        with self._mu:
+            if len(self._sessions) < self.size and not session.conn.closed:
+                self._sessions.append(session)
+                return True
+        return False
+
+    def take_all(self) -> list[_Session]:
+        with self._mu:
+            sessions, self._sessions = self._sessions, []
+        return sessions
 
 
 class _Session:
@@ -273,7 +306,7 @@ class PgLock:
         self._held_key = f"postgres|{self._target}|{self.key[0]}:{self.key[1]}"
         self._local = RWLock(name=f"postgres:{name}")
         self._holds: dict[int, _Hold] = {}
-        self._idle: list[_Session] = []
+        self._idle = _Idle(_IDLE_MAX)
         self._mu = threading.Lock()
         self._stats = Counters()
         self._acquisitions = 0
@@ -286,21 +319,18 @@ class PgLock:
         self._mu = threading.Lock()
         for hold in self._holds.values():
             _detach(hold.conn)
-        for session in self._idle:
-            _detach(session.conn)
         mine = self._holds.get(me)
         if mine is not None:
             mine.inherited = True
             mine.probe = threading.Lock()
         self._holds = {} if mine is None else {me: mine}
-        self._idle = []  # the parent's sessions: never used here
 
     # -- sessions -------------------------------------------------------------------------
 
     def _connect(self) -> _Session:
-        with self._mu:
-            if self._idle:
-                return self._idle.pop()
+        idle = self._idle.get()
+        if idle is not None:
+            return idle
         if isinstance(self._conninfo, str):
             conn = psycopg.connect(self._conninfo, autocommit=True)
         else:
@@ -346,10 +376,8 @@ class PgLock:
             _fence_ready.add(ready_key)
 
     def _give_back(self, session: _Session) -> None:
-        with self._mu:
-            if len(self._idle) < _IDLE_MAX and not session.conn.closed:
-                self._idle.append(session)
-                return
+        if self._idle.put(session):
+            return
         with contextlib.suppress(Exception):
             session.conn.close()
 
@@ -583,9 +611,7 @@ class PgLock:
 
     def close(self) -> None:
         """Close the idle sessions this object keeps (held ones stay until released)."""
-        with self._mu:
-            idle, self._idle = self._idle, []
-        for session in idle:
+        for session in self._idle.take_all():
             with contextlib.suppress(Exception):
                 session.conn.close()
 
@@ -599,3 +625,58 @@ def _ident(name: str) -> str:
     if not all(parts) or any('"' in p or "\0" in p for p in parts):
         raise ValueError(f"not a valid sequence name: {name!r}")
     return ".".join(f'"{p}"' for p in parts)
+
+
+class PgLockManager:
+    """Keyed PostgreSQL locks: one :class:`PgLock` per name, sharing a pool of idle sessions.
+
+    Args:
+        conninfo: As for :class:`PgLock`.
+        namespace: The namespace of every name.
+        idle: How many idle sessions to keep for the next acquisitions.
+        **options: Defaults for every lock (``timeout``, ``on_lost``, ``fence_sequence``).
+    """
+
+    def __init__(
+        self, conninfo: str | Callable[[], Any], namespace: str = "lockkit", *, idle: int = 8, **options: Any
+    ) -> None:
+        self._conninfo = conninfo
+        self._namespace = namespace
+        self._options = options
+        self._idle = _Idle(idle)
+
+    def get(self, name: str, *, shared: bool = False, **options: Any) -> PgLock:
+        """A :class:`PgLock` for ``name`` drawing on the manager's idle sessions."""
+        lock = PgLock(self._conninfo, name, shared=shared, namespace=self._namespace, **{**self._options, **options})
+        lock._idle = self._idle
+        return lock
+
+    @contextlib.contextmanager
+    def lock(self, *names: str, shared: bool = False, timeout: float | None = None) -> Iterator[list[PgLock]]:
+        """Hold several names at once, taken in one order (by key) with one deadline: deadlock-free.
+
+        Raises:
+            LockTimeoutError: The deadline ran out; names already taken are released.
+        """
+
+        def take(lock: PgLock, left: float | None) -> PgLock | None:
+            return lock if lock.acquire(timeout=left) else None
+
+        def by_key(ls: Iterable[PgLock]) -> list[PgLock]:
+            return sorted(ls, key=lambda lock: lock.key)
+
+        locks = [self.get(name, shared=shared) for name in dict.fromkeys(names)]
+        taken, missed = acquire_all(locks, take, PgLock.release, timeout=timeout, order=by_key)
+        if missed:
+            raise missed[0]._timeout_error(timeout)
+        try:
+            yield taken
+        finally:
+            for lock in reversed(taken):
+                lock.release()
+
+    def close(self) -> None:
+        """Close the idle sessions."""
+        for session in self._idle.take_all():
+            with contextlib.suppress(Exception):
+                session.conn.close()

@@ -313,3 +313,43 @@ def test_a_forked_child_never_ends_its_parents_session(pg: PostgresServer) -> No
     lock.assert_held()  # still our session, still held
     assert lock.holder() is not None
     lock.release()
+
+
+def test_manager_takes_several_names_in_one_order(pg: PostgresServer) -> None:
+    from lockkit.postgres import PgLockManager
+
+    manager = PgLockManager(pg.conninfo, namespace="accounts")
+    inside = [0]
+    overlap: list[int] = []
+
+    def transfer(names: tuple[str, str]) -> None:
+        for _ in range(20):
+            with manager.lock(*names, timeout=30):
+                inside[0] += 1
+                overlap.append(inside[0])
+                inside[0] -= 1
+
+    pool = [threading.Thread(target=transfer, args=(pair,)) for pair in [("a", "b"), ("b", "a")] * 2]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(60)
+    assert len(overlap) == 80 and max(overlap) == 1  # opposite orders never deadlock, never overlap
+    blocker = manager.get("b")
+    blocker.acquire()
+    got: list[BaseException] = []
+
+    def busy() -> None:
+        try:
+            with manager.lock("a", "b", timeout=0.2):
+                pass
+        except BaseException as exc:
+            got.append(exc)
+
+    t = threading.Thread(target=busy)
+    t.start()
+    t.join(30)
+    assert got and isinstance(got[0], lockkit.LockTimeoutError)
+    assert not manager.get("a").locked()  # what was taken before the timeout was released
+    blocker.release()
+    manager.close()
