@@ -353,3 +353,31 @@ def test_manager_takes_several_names_in_one_order(pg: PostgresServer) -> None:
     assert not manager.get("a").locked()  # what was taken before the timeout was released
     blocker.release()
     manager.close()
+
+
+def test_lockkit_status_postgres_names_the_holder(pg: PostgresServer) -> None:
+    import subprocess
+    import sys
+
+    lock = PgLock(pg.conninfo, "report")
+    lock.acquire()
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "lockkit", "status", "--postgres", pg.conninfo, "report", "other"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        lock.release()
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith(f"report: held exclusive by pid {os.getpid()} on ") and "[postgres]" in lines[0]
+    assert lines[1] == "other: free"
+    down = subprocess.run(
+        [sys.executable, "-m", "lockkit", "status", "--postgres", "host=127.0.0.1 port=1 connect_timeout=2", "x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert down.returncode == 69 and "Traceback" not in down.stderr

@@ -115,7 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND...", help="the command to run")
 
     status = sub.add_parser("status", help="show who holds lock files")
-    status.add_argument("paths", nargs="+", metavar="PATH", help="lock files")
+    status.add_argument("paths", nargs="+", metavar="PATH", help="lock files (lock names with --postgres)")
+    status.add_argument("--postgres", metavar="CONNINFO", help="the PATHs are PgLock names on this PostgreSQL database")
+    status.add_argument("--namespace", default="lockkit", help="the PgLock namespace (with --postgres)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument(
         "--stale-after", type=float, default=300.0, help="marker staleness threshold in seconds (default 300)"
@@ -361,8 +363,29 @@ def _describe(path: str, stale_after: float) -> dict[str, Any]:
     return out
 
 
+def _describe_pg(conninfo: str, name: str, namespace: str) -> dict[str, Any]:
+    from lockkit.postgres import PgLock
+
+    out: dict[str, Any] = {"path": name, "strategy": "postgres"}
+    lock = PgLock(conninfo, name, namespace=namespace, fence_sequence=None)
+    try:
+        info = lock.holder()
+    except Exception as exc:  # the database cannot be reached: reported, not a traceback
+        return {**out, "state": "unknown", "error": f"{type(exc).__name__}: {exc}".strip()}
+    finally:
+        lock.close()
+    if info is None:
+        return {**out, "state": "free"}
+    out.update(state="held", mode="shared" if info.shared else "exclusive", pid=info.pid, host=info.hostname)
+    out.update(thread=info.thread, held_for=info.held_for, recorded=info.recorded)
+    return out
+
+
 def _status(ns: argparse.Namespace) -> int:
-    rows = [_describe(os.path.abspath(p), ns.stale_after) for p in ns.paths]
+    if ns.postgres is not None:
+        rows = [_describe_pg(ns.postgres, name, ns.namespace) for name in ns.paths]
+    else:
+        rows = [_describe(os.path.abspath(p), ns.stale_after) for p in ns.paths]
     code = 0
     for r in rows:
         if r["state"] == "unknown":
