@@ -154,6 +154,10 @@ def test_bad_input(pg: PostgresServer) -> None:
         PgLock(conn, "x")  # type: ignore[arg-type]
     with pytest.raises(psycopg.OperationalError):
         PgLock("host=127.0.0.1 port=1 connect_timeout=2 user=postgres", "x").acquire(timeout=1)
+    closed = psycopg.connect(pg.conninfo)
+    closed.close()
+    with pytest.raises(psycopg.OperationalError):
+        PgLock(lambda: closed, "x").acquire(timeout=1)  # a factory that hands back a closed connection
     assert advisory_key("a") == advisory_key("a") != advisory_key("a", "other-app")
 
 
