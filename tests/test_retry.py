@@ -8,7 +8,7 @@ import urllib.error
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
@@ -123,6 +123,7 @@ def test_retry_after_beyond_deadline_fails_at_once() -> None:
     assert t.sleeps == []
 
 
+@example(attempt=64, initial=1.3030105159728788e-22, extra=1.0, jitter=0.0, rnd=0.0)  # the cap was clamped at 2**62
 @given(
     attempt=st.integers(1, 80),
     initial=st.floats(0, 10),

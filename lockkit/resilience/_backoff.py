@@ -12,7 +12,9 @@ def backoff_delay(attempt: int, initial: float, maximum: float, jitter: float, r
     ``min(maximum, initial * 2 ** (attempt - 1))`` is the cap; jitter is applied after the
     cap: ``jitter=1.0`` is full jitter (uniform between 0 and the cap), ``0.0`` none.
     """
-    capped = min(maximum, initial * (2.0 ** min(attempt - 1, 62)))
+    # 2.0 ** 1023 is the largest finite power of two: past it the product is at least
+    # ``maximum`` for any ``initial`` that matters, and a float power would overflow.
+    capped = min(maximum, initial * (2.0 ** min(attempt - 1, 1023)))
     return capped * (1.0 - jitter * rnd)
 
 
