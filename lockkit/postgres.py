@@ -48,6 +48,8 @@ CHECK_INTERVAL = 2.0
 #: The ``application_name`` lockkit gives a holding session (at most 63 bytes: the thread
 #: name may be cut short).
 _LABEL = re.compile(r"lockkit pid=(?P<pid>\d+) host=(?P<host>\S+) thread=(?P<thread>.*)\Z", re.S)
+#: Poll events of a session whose server hung up (a terminated backend, a restart).
+_HANGUP = getattr(select, "POLLRDHUP", select.POLLIN) | select.POLLHUP | select.POLLERR
 #: Idle connections a PgLock keeps for its next acquisitions.
 _IDLE_MAX = 4
 
@@ -154,9 +156,9 @@ def _detach(conn: Any) -> None:
 class _Watcher:
     """One daemon thread per process noticing held sessions that die.
 
-    A session ended by the server (``pg_terminate_backend``, a restart) makes its
-    socket readable at once: the watcher then checks it with ``SELECT 1``. Every
-    session is also checked every :data:`CHECK_INTERVAL` seconds.
+    A session ended by the server (``pg_terminate_backend``, a restart) hangs up its
+    socket, which wakes the watcher at once: it then checks it with ``SELECT 1``.
+    Every session is also checked every :data:`CHECK_INTERVAL` seconds.
     """
 
     def __init__(self) -> None:
@@ -187,14 +189,19 @@ class _Watcher:
             for key, (_lock, hold) in items:
                 with contextlib.suppress(Exception):
                     fds[hold.conn.fileno()] = key
-            try:
-                readable = select.select(list(fds), [], [], 0.25)[0] if fds else []
-            except (OSError, ValueError):  # a socket closed meanwhile: check them all
-                readable = list(fds)
+            # Only a peer that hung up wakes the watcher (not the replies the owners read),
+            # so a busy lock costs the watcher nothing.
+            readable: list[int] = []
+            if fds:
+                poller = select.poll()
+                for fd in fds:
+                    poller.register(fd, _HANGUP)
+                with contextlib.suppress(OSError):
+                    readable = [fd for fd, _events in poller.poll(250)]
             full = monotonic() - last_full >= CHECK_INTERVAL
             if full:
                 last_full = monotonic()
-            suspects = {fds[fd] for fd in readable} if not full else {key for key, _ in items}
+            suspects = {fds[fd] for fd in readable if fd in fds} if not full else {key for key, _ in items}
             for key, (lock, hold) in items:
                 if key in suspects and not _check(hold):
                     with self._mu:
