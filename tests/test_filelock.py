@@ -9,13 +9,14 @@ import os
 import shutil
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import proc_helpers
 import pytest
-from conftest import Worker, hold_in_thread
+from conftest import Worker, hold_in_thread, wait_queued
 
 import lockkit
 from lockkit.files import _holder, _marker
@@ -562,3 +563,35 @@ def test_sweep_lock_files_removes_only_unused_ones(tmp_path: Path) -> None:
         assert (tmp_path / "held.lock").exists() and (tmp_path / "young.lock").exists()
         with lockkit.FileLock(tmp_path / "free.lock") as lock:  # a removed lock file comes back on use
             assert lock.fencing_token
+
+
+def test_a_waiter_counts_as_queued_only_once_it_is_in_the_queue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # wait_until_queued() relies on it. Found by the 1 us switch-interval run on Python
+    # 3.15: the count went up just before the waiter joined the in-process queue.
+    from lockkit.files import _filelock
+
+    lock = lockkit.FileLock(tmp_path / "q.lock")
+    lock.acquire()
+    at_the_queue, go_on = threading.Event(), threading.Event()
+    manager = type(_filelock.process_locks)
+    real = manager._try_acquire
+
+    def paused(self: Any, key: Any, timeout: Any, *rest: Any) -> Any:
+        if self is _filelock.process_locks and timeout != 0:  # the waiting attempt (the first is a try)
+            at_the_queue.set()
+            go_on.wait(30)
+        return real(self, key, timeout, *rest)
+
+    monkeypatch.setattr(manager, "_try_acquire", paused)
+    w = Worker(lambda: lock.acquire(timeout=30) and (lock.release() or True))
+    assert at_the_queue.wait(30)
+    s = lock.statistics()
+    assert (s.queued, s.waiting) == (0, 0)  # about to queue, not queued
+    go_on.set()
+    wait_queued(lock, 1)
+    s = lock.statistics()
+    assert (s.queued, s.waiting) == (1, 1)
+    lock.release()
+    assert w.join(30) is True

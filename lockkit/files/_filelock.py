@@ -213,11 +213,21 @@ class FileLock(ConditionSupport):
                 self._account(None, granted=False)
                 return False
             deadline = Deadline(t)
-            with self._mu:
-                self._stats.queued(process_locks.queue_length(self._key), self._path, warn=False)
-            handle = process_locks._take(self._key, deadline.remaining(), self._shared)
+            queued = False
+
+            def count_queued() -> None:
+                # Counted once this thread is in the queue, never before: a test (or
+                # wait_until_queued) that sees the count may rely on the waiter being there.
+                nonlocal queued
+                queued = True
+                with self._mu:
+                    self._stats.queued(process_locks.queue_length(self._key) - 1, self._path, warn=False)
+
+            handle = process_locks._take(self._key, deadline.remaining(), self._shared, count_queued)
             waited = monotonic() - deadline.start
             with self._mu:
+                if not queued:  # the holder left before we queued: contended all the same
+                    self._stats.contentions += 1
                 self._stats.waited(waited, handle is not None, self._path)
             if handle is None:
                 return False

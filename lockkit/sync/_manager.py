@@ -212,8 +212,11 @@ class LockManager:
         """
         return self._take(key, check_timeout(True, timeout), shared)
 
-    def _take(self, key: Hashable, timeout: float | None, shared: bool = False) -> LockHandle | None:
-        # ``timeout`` is already checked (None or seconds >= 0).
+    def _take(
+        self, key: Hashable, timeout: float | None, shared: bool = False, on_queued: Callable[[], None] | None = None
+    ) -> LockHandle | None:
+        # ``timeout`` is already checked (None or seconds >= 0). ``on_queued`` runs once the
+        # caller is in the key's wait queue (not if it is granted without waiting).
         if not shared and self._keystats is None:  # fast path: a key nobody uses, exclusive
             me = get_ident()
             with self._mu:
@@ -221,9 +224,11 @@ class LockManager:
                     entry = self._entries[key] = _Entry(me)
                     self._acquisitions += 1
                     return LockHandle(self, key, entry, me, False)
-        return self._try_acquire(key, timeout, shared)
+        return self._try_acquire(key, timeout, shared, on_queued)
 
-    def _try_acquire(self, key: Hashable, timeout: float | None, shared: bool) -> LockHandle | None:
+    def _try_acquire(
+        self, key: Hashable, timeout: float | None, shared: bool, on_queued: Callable[[], None] | None = None
+    ) -> LockHandle | None:
         me = get_ident()
         waiter: Waiter | None = None
         entry: _Entry | None = None
@@ -251,6 +256,8 @@ class LockManager:
                 deep = self._stats.queued(depth, self._name, warn=self._keystats is None)
                 if self._keystats is not None:  # the per-key counters warn, naming the key
                     deep = self._key_stats(key).counters.queued(depth)
+            if on_queued is not None:
+                on_queued()  # in the queue now: statistics that say "queued" are true from here
             return self._wait(key, entry, waiter, timeout, shared, deep)
         except BaseException:
             if entry is not None and waiter is None:  # refused or interrupted before queueing
