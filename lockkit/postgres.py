@@ -30,9 +30,10 @@ except ImportError as exc:  # pragma: no cover - exercised only without psycopg
 from lockkit._internal import fork as _fork
 from lockkit._internal import log as _log
 from lockkit._internal.deadline import Deadline, check_timeout, monotonic, timeout_error
+from lockkit._internal.held import acquire_layered
 from lockkit._internal.held import held_names as _held_names
 from lockkit._internal.stats import Counters
-from lockkit.exceptions import DeadlockError, LockLostError, LockTimeoutError, NotOwnerError
+from lockkit.exceptions import LockLostError, LockTimeoutError, NotOwnerError
 from lockkit.files._holder import hostname
 from lockkit.files._info import LockInfo
 from lockkit.sync._multi import acquire_all
@@ -48,6 +49,12 @@ CHECK_INTERVAL = 2.0
 #: The ``application_name`` lockkit gives a holding session (at most 63 bytes: the thread
 #: name may be cut short).
 _LABEL = re.compile(r"lockkit pid=(?P<pid>\d+) host=(?P<host>\S+) thread=(?P<thread>.*)\Z", re.S)
+#: ``pg_locks`` rows of the two-key advisory lock ``(%s, %s)`` (its keys are signed
+#: ``int4``; ``pg_locks`` shows them as unsigned ``oid``).
+KEY_ROWS = (
+    "locktype = 'advisory' AND objsubid = 2"
+    " AND classid = (%s::bigint & 4294967295)::oid AND objid = (%s::bigint & 4294967295)::oid"
+)
 #: Poll events of a session whose server hung up (a terminated backend, a restart).
 _HANGUP = getattr(select, "POLLRDHUP", select.POLLIN) | select.POLLHUP | select.POLLERR
 #: Idle connections a PgLock keeps for its next acquisitions.
@@ -209,7 +216,10 @@ class _Watcher:
                     if still is not None:
                         lock._mark_lost(hold)
             if not items:
-                threading.Event().wait(0.25)
+                with self._mu:
+                    if not self._holds:  # nothing to watch: the next add() starts a new thread
+                        self._thread = None
+                        return
 
 
 def _alive(conn: Any) -> bool:
@@ -357,9 +367,7 @@ class PgLock:
         conn.execute("SELECT pg_advisory_lock(%s, %s)", probe)
         try:
             row = conn.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
-                " AND classid = (%s::bigint & 4294967295)::oid AND objid = (%s::bigint & 4294967295)::oid"
-                " AND objsubid = 2 AND granted",
+                f"SELECT count(*) FROM pg_locks WHERE {KEY_ROWS} AND pid = pg_backend_pid() AND granted",
                 probe,
             ).fetchone()
         finally:
@@ -406,30 +414,18 @@ class PgLock:
             LockLostError: The connection cannot keep a session (transaction pooling).
         """
         t = check_timeout(blocking, timeout)
-        me = get_ident()
-        if not _held_names.claim(self._held_key, me):
-            if t == 0:
-                return False
-            raise DeadlockError(f"postgres lock {self.name!r} is not reentrant: this thread already holds it")
-        try:
-            deadline = Deadline(t)
-            if not self._local.acquire(timeout=t, shared=self._shared):
-                with self._mu:
-                    self._stats.contentions += 1
-                _held_names.drop(self._held_key, me)
-                return False
-            try:
-                hold = self._acquire_remote(deadline)
-            except BaseException:
-                self._local.release()
-                raise
-        except BaseException:
-            _held_names.drop(self._held_key, me)
-            raise
+        hold = acquire_layered(
+            self._held_key,
+            f"postgres lock {self.name!r}",
+            t,
+            self._local,
+            self._shared,
+            self._count_local_timeout,
+            self._acquire_remote,
+        )
         if hold is None:
-            self._local.release()
-            _held_names.drop(self._held_key, me)
             return False
+        me = get_ident()
         self._holds[me] = hold
         _watcher.add(self, me, hold)
         return True
@@ -442,6 +438,10 @@ class PgLock:
         if wait:
             return f"SELECT true, {token} FROM (SELECT {fn}({k})) AS granted"
         return f"SELECT ok, CASE WHEN ok THEN {token} END FROM (SELECT {fn}({k}) AS ok) AS t"
+
+    def _count_local_timeout(self) -> None:
+        with self._mu:
+            self._stats.contentions += 1
 
     def _acquire_remote(self, deadline: Deadline) -> _Hold | None:
         session = self._connect()
@@ -575,9 +575,8 @@ class PgLock:
         try:
             rows = session.conn.execute(
                 "SELECT l.mode, a.pid, a.application_name, extract(epoch FROM a.state_change)"
-                " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
-                " AND l.classid = (%s::bigint & 4294967295)::oid AND l.objid = (%s::bigint & 4294967295)::oid",
+                f" FROM (SELECT * FROM pg_locks WHERE {KEY_ROWS} AND granted) AS l"
+                " JOIN pg_stat_activity a ON a.pid = l.pid",
                 self.key,
             ).fetchall()
         finally:

@@ -33,11 +33,11 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 from lockkit._internal import fork as _fork
 from lockkit._internal import log as _log
 from lockkit._internal.deadline import Deadline, check_timeout, monotonic, timeout_error
+from lockkit._internal.held import acquire_layered
 from lockkit._internal.held import held_names as _held_names
 from lockkit._internal.snapshot import LockStatistics
 from lockkit._internal.stats import Counters
 from lockkit.exceptions import (
-    DeadlockError,
     LockLostError,
     LockTimeoutError,
     NotOwnerError,
@@ -533,34 +533,26 @@ class RedisLock:
                 retries (transient errors are retried within the timeout).
         """
         t = check_timeout(blocking, timeout)
-        me = get_ident()
-        if not _held_names.claim(self._held_key, me):  # this thread holds the name already
-            if t == 0:  # a try cannot deadlock: answer like threading.Lock
-                return False
-            raise DeadlockError(f"redis lock {self.name!r} is not reentrant: this thread already holds it")
-        try:
-            deadline = Deadline(t)
-            if not self._local.acquire(timeout=t, shared=self._shared):
-                with self._mu:
-                    self._stats.contentions += 1
-                _held_names.drop(self._held_key, me)
-                return False
-            try:
-                hold = self._acquire_remote(deadline, t != 0)
-            except BaseException:
-                self._local.release()
-                raise
-        except BaseException:
-            _held_names.drop(self._held_key, me)
-            raise
+        hold = acquire_layered(
+            self._held_key,
+            f"redis lock {self.name!r}",
+            t,
+            self._local,
+            self._shared,
+            self._count_local_timeout,
+            lambda deadline: self._acquire_remote(deadline, t != 0),
+        )
         if hold is None:
-            self._local.release()
-            _held_names.drop(self._held_key, me)
             return False
+        me = get_ident()
         self._holds[me] = hold
         if self._auto_renew:
             _renewer.add(self, me, hold)
         return True
+
+    def _count_local_timeout(self) -> None:
+        with self._mu:
+            self._stats.contentions += 1
 
     def _acquire_remote(self, deadline: Deadline, blocking: bool) -> _Lease | None:
         token = secrets.token_hex(16)

@@ -314,3 +314,37 @@ def storage_writes(page: str, storage: str = "accounts") -> list[float]:
         for s in families["lockkit_storage_operations"].samples
         if s.name.endswith("_total") and s.labels == {"storage": storage, "outcome": "writes"}
     ]
+
+
+def increment_under_lock(make_lock: Any, counter: str, threads: int, cycles: int) -> None:
+    """In a process: ``threads`` threads, each with its own lock from ``make_lock()``, add 1 to a file ``cycles`` times.
+
+    Read-modify-write of a plain file under the lock; any failed thread fails the process.
+    """
+    import threading
+
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        lock = make_lock()
+        try:
+            for _ in range(cycles):
+                with lock:
+                    with open(counter) as f:
+                        value = int(f.read())
+                    with open(counter, "w") as f:
+                        f.write(str(value + 1))
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            close = getattr(lock, "close", None)
+            if close is not None:
+                close()
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    if failures:
+        raise SystemExit(f"{len(failures)} thread(s) failed: {failures[0]!r}")

@@ -13,13 +13,14 @@ from typing import Any
 
 import pytest
 from postgres_server import PostgresServer, require_postgres
+from proc_helpers import increment_under_lock
 
 require_postgres()
 
 import psycopg  # noqa: E402
 
 import lockkit  # noqa: E402
-from lockkit.postgres import PgLock, advisory_key  # noqa: E402
+from lockkit.postgres import KEY_ROWS, PgLock, advisory_key  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 ctx = multiprocessing.get_context("fork")
@@ -38,15 +39,11 @@ def admin(pg: PostgresServer) -> Any:
     return psycopg.connect(pg.conninfo, autocommit=True)
 
 
-def waiting(pg: PostgresServer, lock: PgLock) -> int:
+def waiting(pg: PostgresServer, lock: PgLock, what: str = "count(*)") -> int:
+    """``what`` over the sessions waiting for ``lock`` in the server (by default: how many)."""
     with admin(pg) as c:
-        row = c.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 2"
-            " AND classid = (%s::bigint & 4294967295)::oid AND objid = (%s::bigint & 4294967295)::oid",
-            lock.key,
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+        rows = c.execute(f"SELECT {what} FROM pg_locks WHERE {KEY_ROWS} AND NOT granted", lock.key).fetchall()
+    return len(rows) if what != "count(*)" else int(rows[0][0])
 
 
 def test_contract_basics(pg: PostgresServer) -> None:
@@ -161,35 +158,15 @@ def test_bad_input(pg: PostgresServer) -> None:
     assert advisory_key("a") == advisory_key("a") != advisory_key("a", "other-app")
 
 
-def _increment(conninfo: str, counter: str, threads: int, cycles: int) -> None:
-    failures: list[BaseException] = []
-
-    def work() -> None:
-        lock = PgLock(conninfo, "counter")
-        try:
-            for _ in range(cycles):
-                with lock:
-                    with open(counter) as f:
-                        value = int(f.read())
-                    with open(counter, "w") as f:
-                        f.write(str(value + 1))
-        except BaseException as exc:
-            failures.append(exc)
-        lock.close()
-
-    pool = [threading.Thread(target=work) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    if failures:
-        raise SystemExit(f"{len(failures)} thread(s) failed: {failures[0]!r}")
-
-
 def test_mutual_exclusion_4_processes_x_4_threads(pg: PostgresServer, tmp_path: Path) -> None:
     counter = tmp_path / "n"
     counter.write_text("0")
-    procs = [ctx.Process(target=_increment, args=(pg.conninfo, str(counter), 4, 25)) for _ in range(4)]
+    conninfo = pg.conninfo
+
+    def make() -> PgLock:
+        return PgLock(conninfo, "counter")
+
+    procs = [ctx.Process(target=increment_under_lock, args=(make, str(counter), 4, 25)) for _ in range(4)]
     for p in procs:
         p.start()
     for p in procs:
@@ -292,12 +269,7 @@ def test_an_interrupted_wait_leaves_nothing_held(pg: PostgresServer) -> None:
     t.start()
     while waiting(pg, holder) < 1:
         threading.Event().wait(0.01)
-    with admin(pg) as c:  # cancel the waiting statement, as an interrupt would
-        c.execute(
-            "SELECT pg_cancel_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 2"
-            " AND classid = (%s::bigint & 4294967295)::oid AND objid = (%s::bigint & 4294967295)::oid",
-            holder.key,
-        )
+    waiting(pg, holder, "pg_cancel_backend(pid)")  # cancel the waiting statement, as an interrupt would
     t.join(30)
     assert errors and isinstance(errors[0], psycopg.errors.QueryCanceled)
     holder.release()

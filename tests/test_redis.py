@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import Worker
+from proc_helpers import increment_under_lock
 from redis_server import RedisServer, ReplyDroppingProxy, require_redis_server
 
 import lockkit
@@ -140,29 +141,15 @@ def test_manager_sorted_multi_lock(client: Any) -> None:
 # -- processes -------------------------------------------------------------------------------------
 
 
-def _increment(port: int, counter: str, threads: int, cycles: int) -> None:
-    c = redis.Redis(port=port)
-
-    def work() -> None:
-        lock = RedisLock(c, "counter", lease=10)
-        for _ in range(cycles):
-            with lock:
-                with open(counter) as f:
-                    value = int(f.read())
-                with open(counter, "w") as f:
-                    f.write(str(value + 1))
-
-    pool = [threading.Thread(target=work) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-
-
 def test_mutual_exclusion_4_processes_x_4_threads(server: RedisServer, client: Any, tmp_path: Path) -> None:
     counter = tmp_path / "n"
     counter.write_text("0")
-    procs = [ctx.Process(target=_increment, args=(server.port, str(counter), 4, 40)) for _ in range(4)]
+    port = server.port
+
+    def make() -> RedisLock:
+        return RedisLock(redis.Redis(port=port), "counter", lease=10)
+
+    procs = [ctx.Process(target=increment_under_lock, args=(make, str(counter), 4, 40)) for _ in range(4)]
     for p in procs:
         p.start()
     for p in procs:

@@ -283,6 +283,7 @@ class LockManager:
         self, key: Hashable, entry: _Entry, waiter: Waiter, timeout: float | None, shared: bool, deep: int
     ) -> LockHandle | None:
         me = waiter.ident
+        shown = self._shown(key)
         cancel = partial(self._cancel_in, key, entry)
         revoke = partial(self._revoke_in, key, entry)
         try:
@@ -294,9 +295,9 @@ class LockManager:
                 lambda: self._describe_entry(entry),
                 self._name,
                 announcer(
-                    f"{self._name or 'lockmanager'}:{self._shown(key)}",  # names the resource (a file, a key)
+                    f"{self._name or 'lockmanager'}:{shown}",  # names the resource (a file, a key)
                     deep,
-                    key=self._shown(key),
+                    key=shown,
                     shared=shared,
                 ),
             )
