@@ -33,6 +33,7 @@ from lockkit._internal.deadline import Deadline, check_timeout, monotonic, timeo
 from lockkit._internal.held import acquire_layered
 from lockkit._internal.held import held_names as _held_names
 from lockkit._internal.stats import Counters
+from lockkit._internal.threads import start_daemon
 from lockkit.exceptions import LockLostError, LockTimeoutError, NotOwnerError
 from lockkit.files._holder import hostname
 from lockkit.files._info import LockInfo
@@ -180,8 +181,7 @@ class _Watcher:
         with self._mu:
             self._holds[(id(lock), ident)] = (lock, hold)
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="lockkit-pg-watch", daemon=True)
-                self._thread.start()
+                self._thread = start_daemon(self._run, "lockkit-pg-watch")
 
     def remove(self, lock: PgLock, ident: int) -> None:
         with self._mu:

@@ -37,6 +37,7 @@ from lockkit._internal.held import acquire_layered
 from lockkit._internal.held import held_names as _held_names
 from lockkit._internal.snapshot import LockStatistics
 from lockkit._internal.stats import Counters
+from lockkit._internal.threads import start_daemon
 from lockkit.exceptions import (
     LockLostError,
     LockTimeoutError,
@@ -343,8 +344,7 @@ class _Renewer:
         with self._mu:
             self._holds[(id(lock), ident)] = (lock, hold)
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="lockkit-redis-renew", daemon=True)
-                self._thread.start()
+                self._thread = start_daemon(self._run, "lockkit-redis-renew")
             elif due >= self._wakes_at:
                 return  # the thread wakes before this hold's first renewal anyway
         self._wake.set()
@@ -612,9 +612,7 @@ class RedisLock:
                 # granted the lock to this token: release it if it is ours, so a lost
                 # reply never orphans the lock for a whole lease. In the background: the
                 # caller's time is up, and a server that did not answer may not answer now.
-                threading.Thread(
-                    target=self._release_if_ours, args=(token,), name="lockkit-redis-takeback", daemon=True
-                ).start()
+                start_daemon(self._release_if_ours, "lockkit-redis-takeback", token)
             if ticket:
                 self._cancel(ticket)
 

@@ -55,6 +55,16 @@ def hold_in_thread(lock: Any, name: str | None = None) -> tuple[threading.Thread
     return t, release
 
 
+def blocks_async_signals(thread_name: str) -> bool:
+    """Whether the live thread called ``thread_name`` blocks SIGTERM, SIGINT and SIGHUP (Linux)."""
+    import signal
+
+    (thread,) = [t for t in threading.enumerate() if t.name == thread_name]
+    with open(f"/proc/self/task/{thread.native_id}/status") as f:
+        mask = int(next(line for line in f if line.startswith("SigBlk:")).split()[1], 16)
+    return all(mask & (1 << (sig - 1)) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
+
+
 def run_in_forked_child(check: Callable[[], Any]) -> int:
     """Run ``check()`` in a forked child: its exit code, 0 when it returned true.
 

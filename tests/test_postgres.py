@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import blocks_async_signals
 from postgres_server import PostgresServer, require_postgres
 from proc_helpers import increment_under_lock
 
@@ -50,6 +51,7 @@ def test_contract_basics(pg: PostgresServer) -> None:
     lock = PgLock(pg.conninfo, "basics")
     assert lock.acquire(timeout=5)
     assert lock.fencing_token is not None and lock.locked()
+    assert blocks_async_signals("lockkit-pg-watch")  # the app's SIGTERM reaches its main thread
     with pytest.raises(lockkit.DeadlockError):
         lock.acquire()
     assert lock.acquire(timeout=0) is False  # a try cannot deadlock

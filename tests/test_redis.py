@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Worker
+from conftest import Worker, blocks_async_signals
 from proc_helpers import increment_under_lock
 from redis_server import RedisServer, ReplyDroppingProxy, require_redis_server
 
@@ -294,6 +294,7 @@ def test_lease_renewal_keeps_a_long_holder(client: Any) -> None:
     assert RedisLock(client, "long").acquire(timeout=0) is False
     stats = lock.lease_statistics()
     assert stats.renewals >= 2 and stats.losses == 0
+    assert blocks_async_signals("lockkit-redis-renew")  # the app's SIGTERM reaches its main thread
     lock.release()
 
 

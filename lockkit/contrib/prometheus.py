@@ -26,6 +26,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from lockkit._internal import fork as _fork
+from lockkit._internal.threads import start_daemon
 from lockkit.files._filelock import FileLock
 from lockkit.storage._document import JsonDocument
 from lockkit.storage._repository import JsonRepository
@@ -191,7 +192,7 @@ class LockkitMetrics:
             if self._updater_pid == os.getpid():
                 return
             self._updater_pid = os.getpid()
-        threading.Thread(target=self._update_forever, args=(interval,), name="lockkit-metrics", daemon=True).start()
+        start_daemon(self._update_forever, "lockkit-metrics", interval)
 
     def _update_forever(self, interval: float) -> None:
         tick = threading.Event()

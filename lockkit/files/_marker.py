@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from lockkit._internal import fork as _fork
 from lockkit._internal import log as _log
 from lockkit._internal.deadline import Deadline
+from lockkit._internal.threads import start_daemon
 from lockkit.exceptions import LockFileError
 from lockkit.files._holder import (
     alive_here,
@@ -184,8 +185,7 @@ class _Heartbeat:
         with self._mu:
             self._holds[id(hold)] = hold
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="lockkit-heartbeat", daemon=True)
-                self._thread.start()
+                self._thread = start_daemon(self._run, "lockkit-heartbeat")
             elif hold.stale_after / 3 < self._interval:
                 self._wake.set()  # a shorter period than the thread sleeps for: wake it now
             else:

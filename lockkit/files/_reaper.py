@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from lockkit._internal import fork as _fork
 from lockkit._internal import log as _log
+from lockkit._internal.threads import start_daemon
 
 #: (release function, lock path) pairs waiting for the reaper thread.
 _orphans: deque[tuple[Callable[[], None], str]] = deque()
@@ -41,7 +42,7 @@ class _Reaper:
             os.set_blocking(w, False)
             os.set_inheritable(r, False)
             os.set_inheritable(w, False)
-            threading.Thread(target=self._run, args=(r,), name="lockkit-reaper", daemon=True).start()
+            start_daemon(self._run, "lockkit-reaper", r)
             self._wake_w = w
             self._started = True
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from lockkit._internal import log as _log
 from lockkit._internal.deadline import Deadline
 from lockkit._internal.paths import check_file_mode
+from lockkit._internal.threads import start_daemon
 from lockkit.exceptions import CorruptDataError, DecryptionError, StoreClosedError
 from lockkit.files._filelock import FileLock
 from lockkit.resilience._backoff import Backoff
@@ -103,7 +104,7 @@ class _SignalFlusher:
                 os.set_inheritable(read, False)
                 os.set_inheritable(self._write, False)
                 self._pid = os.getpid()
-                threading.Thread(target=self._run, args=(read,), name="lockkit-signal-flush", daemon=True).start()
+                start_daemon(self._run, "lockkit-signal-flush", read)
             for sig in signals:
                 current = signal.getsignal(sig)
                 if current is not self._handler:
@@ -441,10 +442,7 @@ class PersistentStore:
         elif self._writer is None:
             with self._mu:
                 if self._writer is None and not self._closed:
-                    self._writer = threading.Thread(
-                        target=self._run, name=f"lockkit-store:{os.path.basename(self._path)}", daemon=True
-                    )
-                    self._writer.start()
+                    self._writer = start_daemon(self._run, f"lockkit-store:{os.path.basename(self._path)}")
 
     def _save(self, timeout: float | None = None) -> bool:
         if not self._save_mu.acquire(timeout=-1 if timeout is None else timeout):
