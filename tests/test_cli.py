@@ -178,6 +178,11 @@ def test_demo_shows_the_unlocked_run_losing_updates() -> None:
     assert int(off_values[2].replace(",", "")) > 0 and off_values[3] == "NO"
     assert on_values[1] == "0" and on_values[2] == "0" and on_values[3] == "yes"
     assert "invariant held, no update lost" in r.stdout
+    # the locked run says where its time went, and what fsync=False would trade
+    breakdown = r.stdout.split("where a locked transfer's time goes")[1]
+    fsync_ms = float(breakdown.split("fsync")[1].split()[0])
+    wait_ms = float(breakdown.split("waiting for locks")[1].split()[0])
+    assert fsync_ms > 0 and wait_ms >= 0 and "fsync=False" in breakdown
 
 
 def test_sweep_locks_recursive_and_dry_run(tmp_path: Path) -> None:

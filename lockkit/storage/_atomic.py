@@ -9,10 +9,12 @@ import os
 import re
 import secrets
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import IO, Any, Literal, overload
 
+from lockkit._internal import fork as _fork
 from lockkit._internal.paths import check_file_mode
 from lockkit.exceptions import LockkitError, StorageError
 
@@ -101,12 +103,121 @@ def resolve_target(path: str, follow_symlinks: bool | None = None) -> str:
 
 
 def fsync_directory(directory: str) -> None:
-    """Make a rename in ``directory`` durable."""
+    """Make a rename in ``directory`` durable: one ``fsync`` of the directory, now."""
     fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class _Group:
+    """The group commit state of one directory (guarded by its condition)."""
+
+    __slots__ = ("cond", "failed", "flushing", "pending", "started")
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition(threading.Lock())
+        self.started = 0  # fsyncs begun; the one running, if any, is number ``started``
+        self.flushing = False
+        self.pending: dict[int, int] = {}  # target fsync number -> writers waiting for it
+        self.failed: dict[int, OSError] = {}  # fsync number -> its error, while someone waits for it
+
+
+class DirectorySync:
+    """Group commit of directory fsyncs: writers that renamed at about the same time share one.
+
+    A writer calls :meth:`sync` after its rename and returns only once a directory
+    ``fsync`` that *started after* that call completed (an fsync already running when it
+    arrives may have missed its rename, so it does not count). One thread per directory
+    runs the fsync; writers that arrive meanwhile wait for the next one, which covers all
+    of them. A lone writer runs its fsync at once: no delay is added to wait for others.
+
+    If the fsync that covers a writer fails, that writer gets the error (as a
+    :class:`StorageError`); a later successful fsync does not vouch for an earlier
+    failed one.
+
+    Interrupts: a ``KeyboardInterrupt`` in a waiting writer leaves the others waiting
+    correctly; one in the flushing writer hands the flush to a waiter. In a forked child
+    the state starts empty (the parent's waiters do not exist there).
+    """
+
+    def __init__(self) -> None:
+        self._mu = threading.Lock()
+        self._groups: dict[str, _Group] = {}
+        #: Directory fsyncs run and writers served (for tests and benchmarks).
+        self.fsyncs = 0
+        self.syncs = 0
+        _fork.register(self)
+
+    def _reset_after_fork(self) -> None:
+        self._mu = threading.Lock()
+        self._groups = {}
+
+    def waiting(self, directory: str) -> int:
+        """How many writers are in :meth:`sync` for ``directory`` now (the flushing one included)."""
+        with self._mu:
+            group = self._groups.get(directory)
+        if group is None:
+            return 0
+        with group.cond:
+            return sum(group.pending.values())
+
+    def sync(self, directory: str) -> None:
+        """Return once a directory fsync that started after this call has completed.
+
+        Raises:
+            StorageError: That fsync failed (the message names the directory).
+        """
+        with self._mu:
+            group = self._groups.get(directory)
+            if group is None:
+                group = self._groups[directory] = _Group()
+        with group.cond:
+            target = group.started + 1  # the first fsync to begin from now on
+            group.pending[target] = group.pending.get(target, 0) + 1
+            try:
+                while group.started < target or (group.flushing and group.started == target):
+                    if group.flushing:
+                        group.cond.wait()
+                        continue
+                    self._flush(group, directory)
+                error = group.failed.get(target)
+            finally:
+                left = group.pending[target] - 1
+                if left:
+                    group.pending[target] = left
+                else:
+                    del group.pending[target]
+                    group.failed.pop(target, None)
+            self.syncs += 1
+        if error is not None:
+            raise storage_error(directory, error, "sync directory") from error
+
+    def _flush(self, group: _Group, directory: str) -> None:
+        """Run one fsync of ``directory`` (called holding ``group.cond``, which it drops meanwhile)."""
+        group.flushing = True
+        group.started += 1
+        number = group.started
+        error: OSError | None = None
+        try:
+            group.cond.release()
+            try:
+                fsync_directory(directory)
+            except OSError as exc:
+                error = exc
+            finally:
+                group.cond.acquire()
+        finally:
+            group.flushing = False
+            self.fsyncs += 1
+            if error is not None and number in group.pending:
+                group.failed[number] = error
+            group.cond.notify_all()
+
+
+#: The process's group commit of directory fsyncs (used by every durable write).
+directory_sync = DirectorySync()
 
 
 @overload
@@ -200,8 +311,15 @@ def _atomic_write(
     commit: Callable[[str], contextlib.AbstractContextManager[object]] | None = None,
     file_mode: int = 0o600,
     follow_symlinks: bool | None = None,
+    sync_directory: bool = True,
+    fsynced: Callable[[float], None] | None = None,
 ) -> Iterator[IO[Any]]:
-    """:func:`atomic_write`; ``commit(target)``, if given, is held around the final rename."""
+    """:func:`atomic_write`; ``commit(target)``, if given, is held around the final rename.
+
+    ``sync_directory=False`` leaves the directory fsync to the caller (who calls
+    ``directory_sync.sync``, after releasing its locks or once for several files);
+    ``fsynced(seconds)`` is told how long the file's fsync took.
+    """
     target = resolve_target(path, follow_symlinks)
     directory = os.path.dirname(target)
     existing: os.stat_result | None = None
@@ -238,7 +356,10 @@ def _atomic_write(
         try:
             f.flush()
             if fsync:
+                t0 = time.monotonic()
                 os.fsync(f.fileno())
+                if fsynced is not None:
+                    fsynced(time.monotonic() - t0)
             f.close()
         except OSError as exc:
             raise storage_error(target, exc, "write") from exc
@@ -258,11 +379,8 @@ def _atomic_write(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    if fsync:
-        try:
-            fsync_directory(directory)
-        except OSError as exc:
-            raise storage_error(directory, exc, "sync directory") from exc
+    if fsync and sync_directory:
+        directory_sync.sync(directory)
 
 
 class AtomicWriter:

@@ -7,6 +7,7 @@ import importlib
 import json
 import math
 import os
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -19,7 +20,7 @@ from lockkit.exceptions import (
 )
 from lockkit.files._filelock import FileLock
 from lockkit.files._strategy import StrategyName
-from lockkit.storage._atomic import _atomic_write, resolve_target, storage_error
+from lockkit.storage._atomic import _atomic_write, directory_sync, resolve_target, storage_error
 from lockkit.storage._commit import Identity, commit_point, identity_of
 from lockkit.storage._stats import DocumentStatistics, Tally
 
@@ -139,10 +140,18 @@ class _Content:
 class JsonDocument:
     """One JSON file guarded for threads and processes.
 
-    Reads take the shared lock, writes the exclusive lock, of a :class:`FileLock` on the
-    sidecar ``<path>.lock`` (never on the data file, which every write replaces with a
-    new inode). Threads of one process queue FIFO before the kernel lock. Every write
-    is an :func:`atomic_write`, so readers and crashes see the old or the new file.
+    Writes (``write``, ``modify``, ``delete``) take the exclusive lock of a
+    :class:`FileLock` on the sidecar ``<path>.lock`` (never on the data file, which
+    every write replaces with a new inode); threads of one process queue FIFO before
+    the kernel lock. Every write is an atomic rename of a fully written (and, by
+    default, fsynced) file, so reads need no lock: ``read`` opens the file and sees the
+    old or the new version, whole, without waiting for writers or delaying them
+    (``consistent=True`` takes the shared lock instead).
+
+    Durability: a write returns once its new file and the directory entry are on
+    stable storage. The directory ``fsync`` runs after the record's lock is released
+    and is shared by the writers that renamed at about the same time (group commit),
+    so concurrent writers pay for about one directory fsync, not one each.
 
     Each write stores a version (for optimistic concurrency) and the highest fencing
     token accepted (to refuse stale writers), in a small envelope:
@@ -150,9 +159,10 @@ class JsonDocument:
     read as version 0. With ``plain=True`` the file holds just the data (no versions,
     no fencing), for files other programs read.
 
-    Ownership and reentrancy are the lock's: operations are not reentrant (calling
-    ``read`` inside ``modify``'s function on the same document raises
-    :class:`~lockkit.exceptions.DeadlockError`).
+    Ownership and reentrancy are the lock's: writes are not reentrant (calling
+    ``write`` or ``modify``, or ``read(consistent=True)``, inside ``modify``'s function
+    on the same document raises :class:`~lockkit.exceptions.DeadlockError`; a plain
+    ``read`` there returns the stored value, before the change).
 
     Args:
         path: The data file.
@@ -267,20 +277,51 @@ class JsonDocument:
         return b'{"lockkit":1,"version":%d,"fence":%d,"data":%s}\n' % (version, fence, data)
 
     def _store(self, blob: bytes, seen: Identity | None) -> None:
-        """Commit ``blob`` through the commit point (see :mod:`lockkit.storage._commit`)."""
+        """Commit ``blob`` through the commit point (see :mod:`lockkit.storage._commit`).
+
+        The new file is fsynced and renamed here, under the record's lock; the
+        directory fsync that makes the rename durable is left to :meth:`_durable`,
+        called once the lock is released.
+        """
 
         def commit(target: str) -> contextlib.AbstractContextManager[None]:
             return commit_point(target, self._write_lock, seen, self._timeout)
 
         try:
             with _atomic_write(
-                self._path, "wb", "utf-8", self._fsync, True, commit, self._file_mode, self._follow
+                self._path,
+                "wb",
+                "utf-8",
+                self._fsync,
+                True,
+                commit,
+                self._file_mode,
+                self._follow,
+                sync_directory=False,
+                fsynced=self._tally.fsynced,
             ) as f:
                 f.write(blob)
         except StorageError:
             raise
         except OSError as exc:
             raise storage_error(self._path, exc, "write") from exc
+
+    def _durable(self) -> None:
+        """Make this document's renames so far durable: a directory fsync shared with concurrent writers.
+
+        Called after the record's lock is released, so the next writer of the record
+        can go ahead while this one waits for the disk; the caller still returns only
+        once a directory fsync that started after its rename has completed.
+        """
+        if self._fsync:
+            t0 = time.monotonic()
+            try:
+                directory_sync.sync(os.path.dirname(self._path))
+            except StorageError:
+                self._tally.count("failures")
+                raise
+            finally:
+                self._tally.fsynced(time.monotonic() - t0)
 
     def _next(
         self, current: _Content | None, expected_version: int | None, fencing_token: int | None
@@ -314,11 +355,23 @@ class JsonDocument:
 
     # -- public ----------------------------------------------------------------------
 
-    def read(self, default: Any = None, *, fencing_token: int | None = None) -> Any:
-        """The current value (``default`` if the file does not exist), under the shared lock.
+    def read(self, default: Any = None, *, consistent: bool = False, fencing_token: int | None = None) -> Any:
+        """The current value (``default`` if the file does not exist), without taking a lock.
+
+        Every write replaces the file by an atomic rename, so a read that opens the
+        file sees one whole version, the old or the new, never a torn one: reads take
+        no lock, never wait for a writer, and never delay one. What they return can be
+        overtaken by a write the moment after (as with any read that then lets go of
+        its lock); use :meth:`modify` to change a value based on what it is.
 
         Args:
             default: Returned when the file does not exist.
+            consistent: Take the shared lock for the read, so it waits for a writer
+                that holds the exclusive lock (and one reading inside this document's
+                :meth:`modify` function raises :class:`~lockkit.exceptions.DeadlockError`).
+                Only needed when the file is also written by a program that rewrites
+                it in place instead of renaming; to read several records at one
+                instant, use :meth:`JsonRepository.get_many` with ``consistent=True``.
             fencing_token: The token of a lock held across this read and a later write
                 (a :class:`~lockkit.redis.RedisLock`, say). The storage records it before
                 returning, under the exclusive lock, so a holder with an older token
@@ -332,14 +385,16 @@ class JsonDocument:
             LockTimeoutError: The lock timeout ran out.
             StaleWriterError: ``fencing_token`` is older than one already recorded.
         """
-        content = self.read_versioned(fencing_token=fencing_token)
+        content = self.read_versioned(consistent=consistent, fencing_token=fencing_token)
         return default if content is None else content[0]
 
-    def read_versioned(self, *, fencing_token: int | None = None) -> tuple[Any, int] | None:
+    def read_versioned(self, *, consistent: bool = False, fencing_token: int | None = None) -> tuple[Any, int] | None:
         """``(value, version)``, or ``None`` if the file does not exist (see :meth:`read`)."""
         if fencing_token is not None:
             return self._fenced_read(fencing_token)
-        with self._tally.locked(self._read_lock, self._timeout, "reads"):
+        with (
+            self._tally.locked(self._read_lock, self._timeout, "reads") if consistent else self._tally.unlocked("reads")
+        ):
             content = self._load()
         return None if content is None else (content.value, content.version)
 
@@ -350,9 +405,12 @@ class JsonDocument:
             if content is None:
                 return None  # nothing stored yet: the first write records the token
             _, fence = self._next(content, None, token)
-            if fence > content.fence:  # record it; the data and version stay as they are
+            stored = fence > content.fence
+            if stored:  # record it; the data and version stay as they are
                 self._store(self._encode(content.value, content.version, fence), seen)
-            return content.value, content.version
+        if stored:
+            self._durable()
+        return content.value, content.version
 
     def write(self, value: Any, *, expected_version: int | None = None, fencing_token: int | None = None) -> int:
         """Replace the value; returns the new version.
@@ -373,7 +431,8 @@ class JsonDocument:
             current, seen = self._snapshot()
             version, fence = self._next(current, expected_version, fencing_token)
             self._store(self._encode(value, version, fence), seen)
-            return version
+        self._durable()
+        return version
 
     def modify(self, fn: Callable[[Any], Any], *, fencing_token: int | None = None) -> Any:
         """Read-modify-write under the exclusive lock; returns the new value.
@@ -389,7 +448,8 @@ class JsonDocument:
             new = fn(None if current is None else current.value)
             version, fence = self._next(current, None, fencing_token)
             self._store(self._encode(new, version, fence), seen)
-            return new
+        self._durable()
+        return new
 
     def delete(self) -> bool:
         """Delete the file and its lock file; ``True`` if the data file existed.

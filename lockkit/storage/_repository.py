@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from lockkit._internal import fork as _fork
 from lockkit.exceptions import InvalidKeyError
-from lockkit.files._filelock import lock_key
+from lockkit.files._filelock import FileLock, lock_key
 from lockkit.files._strategy import StrategyName
 from lockkit.storage._atomic import TEMP_PATTERN, storage_error
 from lockkit.storage._document import JsonDocument, Serializer
@@ -16,6 +20,8 @@ from lockkit.storage._stats import DocumentStatistics, Tally
 from lockkit.sync._multi import acquire_all
 
 MAX_KEY_BYTES = 200
+#: How many records' documents (and their lock objects) a repository keeps for reuse.
+DOCUMENT_CACHE = 1024
 
 
 def check_key(key: object) -> str:
@@ -63,8 +69,16 @@ def _is_key(name: str) -> bool:
     return True
 
 
-def _release(doc: JsonDocument) -> None:
-    doc.lock.release()
+def _take(lock: FileLock, left: float | None) -> FileLock | None:
+    return lock if lock.acquire(timeout=left) else None
+
+
+def _release(lock: FileLock) -> None:
+    lock.release()
+
+
+def _by_lock_file(locks: Iterable[FileLock]) -> list[FileLock]:
+    return sorted(locks, key=lambda lock: lock_key(lock.path))
 
 
 class JsonRepository:
@@ -74,7 +88,7 @@ class JsonRepository:
     (a sidecar lock file per record). Keys are validated as file names (no path
     traversal). Same fairness, ownership and reentrancy rules as
     :class:`JsonDocument`. Iterating a repository yields its keys (sorted);
-    :meth:`items` and :meth:`values` read each record under its lock.
+    :meth:`items` and :meth:`values` read each record without a lock, as :meth:`get` does.
 
     Args:
         directory: Where the records live (created with its parents if missing).
@@ -127,6 +141,14 @@ class JsonRepository:
             "plain": plain,
         }
         self._tally = Tally(track_hold_time)  # one set of counters for all records, never one per key
+        # The documents of recently used keys: building one (two FileLock objects, a
+        # path check) costs more than a lock-free read, so hot records reuse theirs.
+        self._documents: OrderedDict[str, JsonDocument] = OrderedDict()
+        self._documents_mu = threading.Lock()
+        _fork.register(self)
+
+    def _reset_after_fork(self) -> None:
+        self._documents_mu = threading.Lock()  # another thread of the parent may have held it
 
     @property
     def directory(self) -> str:
@@ -134,22 +156,80 @@ class JsonRepository:
         return self._dir
 
     def document(self, key: str) -> JsonDocument:
-        """The :class:`JsonDocument` of one record (validates the key)."""
+        """The :class:`JsonDocument` of one record (validates the key).
+
+        The repository keeps the documents of the last :data:`DOCUMENT_CACHE` keys it
+        used and hands the same object out again; a document is safe to share between
+        threads.
+        """
+        with self._documents_mu:
+            doc = self._documents.get(key)
+            if doc is not None:
+                self._documents.move_to_end(key)
+                return doc
         doc = JsonDocument(os.path.join(self._dir, check_key(key) + self._suffix), **self._options)
         doc._tally = self._tally
+        with self._documents_mu:
+            doc = self._documents.setdefault(key, doc)
+            if len(self._documents) > DOCUMENT_CACHE:
+                self._documents.popitem(last=False)
         return doc
 
     def statistics(self) -> DocumentStatistics:
         """Counts over all records: reads, writes, deletes, conflicts, timeouts, failures, lock times."""
         return self._tally.snapshot()
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """The record's value, or ``default`` if it does not exist."""
-        return self.document(key).read(default)
+    def get(self, key: str, default: Any = None, *, consistent: bool = False) -> Any:
+        """The record's value, or ``default`` if it does not exist.
 
-    def get_versioned(self, key: str) -> tuple[Any, int] | None:
-        """``(value, version)`` or ``None``."""
-        return self.document(key).read_versioned()
+        Lock-free by default: a record is replaced by an atomic rename, so the read
+        sees the old or the new value, whole (see :meth:`JsonDocument.read`).
+        ``consistent=True`` takes the record's shared lock.
+        """
+        return self.document(key).read(default, consistent=consistent)
+
+    def get_versioned(self, key: str, *, consistent: bool = False) -> tuple[Any, int] | None:
+        """``(value, version)`` or ``None`` (see :meth:`get`)."""
+        return self.document(key).read_versioned(consistent=consistent)
+
+    def get_many(self, keys: Iterable[str], default: Any = None, *, consistent: bool = False) -> dict[str, Any]:
+        """``{key: value}`` for several records (``default`` for those that do not exist).
+
+        Without ``consistent`` each record is read lock-free, one after the other: every
+        value is whole, but a write between two reads can show one record before a
+        change and another after it. With ``consistent=True`` the shared locks of all
+        the records are taken first (in one sorted order, with one deadline, like
+        :meth:`modify_many`) and the records are read together: no writer, not even
+        a :meth:`modify_many` over the same keys, can fall between two reads.
+
+        Raises:
+            LockTimeoutError: ``consistent=True`` and the locks were not all had within
+                the repository's timeout (none is held then).
+        """
+        docs = {k: self.document(k) for k in dict.fromkeys(keys)}
+        if not consistent:
+            return {k: doc.read(default) for k, doc in docs.items()}
+        out = {}
+        with self._all_locked([doc._read_lock for doc in docs.values()]):
+            for k, doc in docs.items():
+                with self._tally.unlocked("reads"):
+                    content = doc._load()
+                out[k] = default if content is None else content.value
+        return out
+
+    @contextlib.contextmanager
+    def _all_locked(self, locks: list[FileLock]) -> Iterator[None]:
+        """Hold every lock of ``locks``, taken in one sorted order within the repository's timeout."""
+        timeout = self._options["timeout"]
+        taken, missed = acquire_all(locks, _take, _release, timeout=timeout, order=_by_lock_file)
+        if missed:
+            self._tally.count("timeouts")
+            raise missed[0]._timeout_error(timeout)
+        try:
+            yield
+        finally:
+            for lock in reversed(taken):
+                lock.release()
 
     def put(
         self, key: str, value: Any, *, expected_version: int | None = None, fencing_token: int | None = None
@@ -191,7 +271,7 @@ class JsonRepository:
         return len(self.keys())
 
     def items(self) -> Iterator[tuple[str, Any]]:
-        """``(key, value)`` for every record, each read under its shared lock.
+        """``(key, value)`` for every record, each read lock-free (see :meth:`get`).
 
         Records are read one at a time, so this is not a snapshot of the whole
         repository: a record deleted after the listing is skipped, one written
@@ -227,18 +307,7 @@ class JsonRepository:
             old.
         """
         docs = {k: self.document(k) for k in dict.fromkeys(keys)}
-        timeout = self._options["timeout"]
-
-        def take(doc: JsonDocument, left: float | None) -> JsonDocument | None:
-            return doc if doc.lock.acquire(timeout=left) else None
-
-        def by_lock_file(ds: Iterable[JsonDocument]) -> list[JsonDocument]:
-            return sorted(ds, key=lambda doc: lock_key(doc.lock.path))
-
-        taken, missed = acquire_all(docs.values(), take, _release, timeout=timeout, order=by_lock_file)
-        if missed:
-            raise missed[0].lock._timeout_error(timeout)
-        try:
+        with self._all_locked([doc.lock for doc in docs.values()]):
             snapshots = {k: doc._snapshot() for k, doc in docs.items()}
             current = {k: snap[0] for k, snap in snapshots.items()}
             changes = fn({k: None if c is None else c.value for k, c in current.items()})
@@ -252,10 +321,9 @@ class JsonRepository:
             for k, blob in blobs.items():
                 docs[k]._store(blob, snapshots[k][1])
                 self._tally.count("writes")
-            return changes
-        finally:
-            for doc in reversed(taken):
-                doc.lock.release()
+        if changes:  # one directory fsync covers every rename above
+            docs[next(iter(changes))]._durable()
+        return changes
 
 
 class BaseFileRepository:

@@ -37,6 +37,10 @@ class DocumentStatistics:
         hold_total: Total time record locks were held (measured only with
             ``track_hold_time=True``, else 0).
         hold_max: The longest single hold (likewise).
+        fsync_total: Total time writers spent making their writes durable: the new
+            file's ``fsync`` (under the record's lock) and the directory's (after it,
+            shared with the writers that renamed at about the same time). 0 with
+            ``fsync=False``.
     """
 
     reads: int
@@ -49,6 +53,7 @@ class DocumentStatistics:
     lock_wait_max: float
     hold_total: float
     hold_max: float
+    fsync_total: float = 0.0
 
 
 class Tally:
@@ -60,6 +65,7 @@ class Tally:
         "conflicts",
         "deletes",
         "failures",
+        "fsync_total",
         "hold_max",
         "hold_total",
         "reads",
@@ -74,7 +80,7 @@ class Tally:
         self.track_hold_time = track_hold_time
         self._mu = allocate_lock()
         self.reads = self.writes = self.deletes = self.conflicts = self.timeouts = self.failures = 0
-        self.wait_total = self.wait_max = self.hold_total = self.hold_max = 0.0
+        self.wait_total = self.wait_max = self.hold_total = self.hold_max = self.fsync_total = 0.0
         _fork.register(self)
 
     def _reset_after_fork(self) -> None:
@@ -97,14 +103,8 @@ class Tally:
         outcome = op
         try:
             yield
-        except (ConflictError, StaleWriterError):
-            outcome = "conflicts"
-            raise
-        except LockTimeoutError:
-            outcome = "timeouts"
-            raise
-        except BaseException:
-            outcome = "failures"
+        except BaseException as exc:
+            outcome = _outcome(exc)
             raise
         finally:
             held = monotonic() - t1 if self.track_hold_time else 0.0
@@ -115,6 +115,23 @@ class Tally:
                 if held:
                     self.hold_total += held
                     self.hold_max = max(self.hold_max, held)
+
+    @contextlib.contextmanager
+    def unlocked(self, op: str) -> Iterator[None]:
+        """Count one operation ``op`` that takes no lock (a lock-free read)."""
+        outcome = op
+        try:
+            yield
+        except BaseException as exc:
+            outcome = _outcome(exc)
+            raise
+        finally:
+            self.count(outcome)
+
+    def fsynced(self, seconds: float) -> None:
+        """Add time spent in ``fsync`` (of a file or, shared, of a directory)."""
+        with self._mu:
+            self.fsync_total += seconds
 
     def count(self, outcome: str) -> None:
         """Count one operation done outside :meth:`locked` (``modify_many``'s writes)."""
@@ -139,4 +156,14 @@ class Tally:
                 lock_wait_max=self.wait_max,
                 hold_total=self.hold_total,
                 hold_max=self.hold_max,
+                fsync_total=self.fsync_total,
             )
+
+
+def _outcome(exc: BaseException) -> str:
+    """The counter an operation that raised ``exc`` goes to."""
+    if isinstance(exc, (ConflictError, StaleWriterError)):
+        return "conflicts"
+    if isinstance(exc, LockTimeoutError):
+        return "timeouts"
+    return "failures"

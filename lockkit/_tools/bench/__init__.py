@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
     import importlib
 
-    groups = ["threads", "files", "storage", "store", "retry", "redis", "postgres", "startup"]
+    groups = ["threads", "files", "storage", "versus", "store", "retry", "redis", "postgres", "startup"]
     from lockkit._tools.cli import plain_text
 
     parser = argparse.ArgumentParser(prog="lockkit bench", description=plain_text(__doc__))

@@ -103,6 +103,8 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
                 "wait_max": s.wait_max,
                 "peak_queue": s.peak_queue,
                 "timeouts": s.timeouts,
+                "wait_total": s.wait_total,
+                "fsync_total": repo.statistics().fsync_total,
             },
         )
     if path == "/healthz":
