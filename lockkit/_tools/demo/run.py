@@ -221,7 +221,7 @@ def time_breakdown(results: list[RunResult]) -> str:
         "",
         f"where a locked transfer's time goes (mean of {r.ok} transfers, {total:.1f} ms as the client saw it):",
         f"  waiting for locks         {wait:7.1f} ms  (other requests moving the same accounts)",
-        f"  fsync                     {fsync:7.1f} ms  (the new files, then the directory, shared by concurrent writers)",
+        f"  fsync                     {fsync:7.1f} ms  (new files, then their directory, shared between writers)",
         f"  the rest                  {rest:7.1f} ms  (queueing for a server thread, HTTP, Python, file I/O)",
         "the unlocked run skips both: no lock to wait for and no fsync (and it loses updates).",
         "JsonRepository(fsync=False) would save the fsync share but a power loss (not a crash)",
