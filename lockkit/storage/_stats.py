@@ -100,17 +100,13 @@ class Tally:
                 self._waited(monotonic() - t0)
             raise lock._timeout_error(timeout)
         t1 = monotonic()
-        outcome = op
         try:
-            yield
-        except BaseException as exc:
-            outcome = _outcome(exc)
-            raise
+            with self.unlocked(op):
+                yield
         finally:
             held = monotonic() - t1 if self.track_hold_time else 0.0
             lock.release()
             with self._mu:
-                setattr(self, outcome, getattr(self, outcome) + 1)
                 self._waited(t1 - t0)
                 if held:
                     self.hold_total += held
@@ -118,7 +114,7 @@ class Tally:
 
     @contextlib.contextmanager
     def unlocked(self, op: str) -> Iterator[None]:
-        """Count one operation ``op`` that takes no lock (a lock-free read)."""
+        """Count one operation ``op`` by how it ended (also the counting inside :meth:`locked`)."""
         outcome = op
         try:
             yield
