@@ -148,3 +148,11 @@ def test_sweep_removes_an_unpublished_marker_directory(tmp_path: Path) -> None:
     os.utime(published, (past, past))
     assert lockkit.storage.sweep_temp_files(tmp_path, older_than=3600) == [str(leftover)]
     assert not leftover.exists() and (published / "owner.fedcba9876543210").exists()
+
+
+def test_read_with_stat_reads_past_a_size_that_was_wrong() -> None:
+    from lockkit.storage._atomic import read_with_stat
+
+    found = read_with_stat("/proc/self/status")  # reports size 0, like a file growing under the reader
+    assert found is not None and found[1].st_size == 0 and b"Pid:" in found[0]
+    assert read_with_stat("/nonexistent/file") is None

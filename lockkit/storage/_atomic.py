@@ -52,13 +52,39 @@ def read_optional(path: str) -> bytes | None:
     Raises:
         StorageError: The file exists but cannot be read (the message names the path).
     """
+    found = read_with_stat(path)
+    return None if found is None else found[0]
+
+
+def read_with_stat(path: str) -> tuple[bytes, os.stat_result] | None:
+    """The whole content of ``path`` and the status of the file it was read from (``None`` if missing).
+
+    Four system calls (open, fstat, read, close) where ``open(path, "rb").read()`` makes
+    about eight: this is every lock-free read's path.
+
+    Raises:
+        StorageError: The file exists but cannot be read (the message names the path).
+    """
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise storage_error(path, exc, "read") from exc
+    try:
+        st = os.fstat(fd)
+        size = st.st_size
+        data = os.read(fd, size + 1)  # one byte more than expected: a short answer means the end
+        if len(data) != size:  # the file is being changed in place (not by lockkit): read to its end
+            chunks = [data]
+            while chunk := os.read(fd, max(size, 1 << 16)):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        return data, st
+    except OSError as exc:
+        raise storage_error(path, exc, "read") from exc
+    finally:
+        os.close(fd)
 
 
 def _trusted_link(st: os.stat_result) -> bool:
@@ -337,7 +363,8 @@ def _atomic_write(
             with contextlib.suppress(PermissionError):
                 if (existing.st_uid, existing.st_gid) != (os.geteuid(), os.getegid()):
                     os.fchown(fd, existing.st_uid, existing.st_gid)
-        f = os.fdopen(fd, mode, encoding=None if "b" in mode else encoding)
+        # An explicit buffer size: no isatty() probe of a file that is never a terminal.
+        f = os.fdopen(fd, mode, buffering=1 << 16, encoding=None if "b" in mode else encoding)
     except BaseException:
         os.close(fd)
         os.unlink(tmp)

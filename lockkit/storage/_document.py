@@ -20,7 +20,7 @@ from lockkit.exceptions import (
 )
 from lockkit.files._filelock import FileLock
 from lockkit.files._strategy import StrategyName
-from lockkit.storage._atomic import _atomic_write, directory_sync, resolve_target, storage_error
+from lockkit.storage._atomic import _atomic_write, directory_sync, read_with_stat, resolve_target, storage_error
 from lockkit.storage._commit import Identity, commit_point, identity_of
 from lockkit.storage._stats import DocumentStatistics, Tally
 
@@ -237,15 +237,11 @@ class JsonDocument:
 
     def _snapshot(self) -> tuple[_Content | None, Identity | None]:
         """The parsed content and the identity of the file it was read from."""
-        try:
-            with open(self._path, "rb") as f:
-                seen = identity_of(os.fstat(f.fileno()))
-                raw = f.read()
-        except FileNotFoundError:
+        found = read_with_stat(self._path)
+        if found is None:
             return None, None
-        except OSError as exc:
-            raise storage_error(self._path, exc, "read") from exc
-        return self._parse(raw), seen
+        raw, st = found
+        return self._parse(raw), identity_of(st)
 
     def _parse(self, raw: bytes) -> _Content:
         if not raw.strip():
