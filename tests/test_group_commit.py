@@ -328,3 +328,18 @@ def test_a_forked_child_syncs_on_its_own(repo: lockkit.JsonRepository, monkeypat
     for t in first:
         t.join()
     assert errors == [] and repo.get("child") == 1
+
+
+def test_read_with_lock_still_waits_for_a_writer(tmp_path: Path) -> None:
+    from lockkit.storage import BaseFileRepository
+
+    repo = BaseFileRepository(tmp_path, timeout=0)
+    repo.write_with_lock("s.json", {"n": 1})
+    holder, release = hold_in_thread(repo._document("s.json").lock)
+    try:
+        with pytest.raises(lockkit.LockTimeoutError):
+            repo.read_with_lock("s.json")  # plain files other programs may rewrite in place
+    finally:
+        release.set()
+        holder.join()
+    assert repo.read_with_lock("s.json") == {"n": 1}

@@ -355,8 +355,12 @@ class BaseFileRepository:
         return JsonDocument(full, **self._doc_options)
 
     def read_with_lock(self, path: str | os.PathLike[str], default: Any = None) -> Any:
-        """Read a JSON file under the shared lock (``default`` if missing)."""
-        return self._document(path).read(default)
+        """Read a JSON file under the shared lock (``default`` if missing).
+
+        The lock makes the read wait for a writer, as the name says: the files of a
+        ``BaseFileRepository`` are plain JSON that other programs may rewrite in place.
+        """
+        return self._document(path).read(default, consistent=True)
 
     def write_with_lock(self, path: str | os.PathLike[str], data: Any) -> None:
         """Replace a JSON file atomically under the exclusive lock."""
