@@ -343,3 +343,14 @@ def test_read_with_lock_still_waits_for_a_writer(tmp_path: Path) -> None:
         release.set()
         holder.join()
     assert repo.read_with_lock("s.json") == {"n": 1}
+
+
+def test_relative_paths_share_the_group_of_their_absolute_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    spy = DirectoryFsyncs(monkeypatch)
+    with lockkit.atomic_write("rel.json") as f:  # directory "" is the cwd, synced by its absolute name
+        f.write("{}")
+    assert spy.calls == 1 and in_sync(str(tmp_path)) == 0 and in_sync("") == 0
+    assert (tmp_path / "rel.json").read_text() == "{}"

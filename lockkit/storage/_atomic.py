@@ -183,7 +183,7 @@ class DirectorySync:
     def waiting(self, directory: str) -> int:
         """How many writers are in :meth:`sync` for ``directory`` now (the flushing one included)."""
         with self._mu:
-            group = self._groups.get(directory)
+            group = self._groups.get(os.path.abspath(directory or "."))
         if group is None:
             return 0
         with group.cond:
@@ -195,6 +195,7 @@ class DirectorySync:
         Raises:
             StorageError: That fsync failed (the message names the directory).
         """
+        directory = os.path.abspath(directory or ".")  # one group per directory, whatever the cwd
         with self._mu:
             group = self._groups.get(directory)
             if group is None:
