@@ -146,6 +146,8 @@ def test_bad_keys_are_refused(tmp_path: Path, key: str) -> None:
 def test_non_string_key(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         lockkit.JsonRepository(tmp_path / "r").get(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="record keys must be str"):
+        lockkit.JsonRepository(tmp_path / "r").get(["a"])  # type: ignore[arg-type]
 
 
 def test_unwritable_directory_is_a_storage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -171,9 +171,6 @@ class DirectorySync:
     def __init__(self) -> None:
         self._mu = threading.Lock()
         self._groups: dict[str, _Group] = {}
-        #: Directory fsyncs run and writers served (for tests and benchmarks).
-        self.fsyncs = 0
-        self.syncs = 0
         _fork.register(self)
 
     def _reset_after_fork(self) -> None:
@@ -217,7 +214,6 @@ class DirectorySync:
                 else:
                     del group.pending[target]
                     group.failed.pop(target, None)
-            self.syncs += 1
         if error is not None:
             raise storage_error(directory, error, "sync directory") from error
 
@@ -237,9 +233,10 @@ class DirectorySync:
                 group.cond.acquire()
         finally:
             group.flushing = False
-            self.fsyncs += 1
             if error is not None and number in group.pending:
                 group.failed[number] = error
+            # Everyone waiting is done (this fsync covered them) or must start the next
+            # one: a broadcast is the group commit itself, not a lock hand-off.
             group.cond.notify_all()
 
 

@@ -163,7 +163,7 @@ class JsonRepository:
         threads.
         """
         with self._documents_mu:
-            doc = self._documents.get(key)
+            doc = self._documents.get(key) if isinstance(key, str) else None  # check_key names the rule
             if doc is not None:
                 self._documents.move_to_end(key)
                 return doc

@@ -31,7 +31,8 @@ class DocumentStatistics:
         conflicts: Operations refused with ``ConflictError`` or ``StaleWriterError``.
         timeouts: Operations that gave up because the lock timeout ran out.
         failures: Operations that failed otherwise while holding the lock (corrupt
-            data, a full disk, an exception from a ``modify`` function...).
+            data, a full disk, an exception from a ``modify`` function...), and
+            writes whose shared directory fsync then failed (also counted as writes).
         lock_wait_total: Total time spent taking record locks.
         lock_wait_max: The longest single lock wait.
         hold_total: Total time record locks were held (measured only with

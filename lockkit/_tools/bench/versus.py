@@ -101,7 +101,11 @@ def _ops(kind: str, directory: str) -> Ops:
         from lockkit import JsonRepository
 
         repo = JsonRepository(directory, fsync=kind == DURABLE)
-        return repo.get, lambda key: repo.modify(key, _bump) and None
+
+        def increment(key: str) -> None:
+            repo.modify(key, _bump)
+
+        return repo.get, increment
     if kind in (SQL_FULL, SQL_NORMAL):
         return _sqlite_ops(directory, "FULL" if kind == SQL_FULL else "NORMAL")
     return _glue_ops(directory)

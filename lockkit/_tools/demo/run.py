@@ -215,11 +215,11 @@ def time_breakdown(results: list[RunResult]) -> str:
     per = 1000 / r.ok  # seconds summed over the workers -> ms per transfer
     wait = sum(x.get("wait_total", 0.0) for x in m) * per
     fsync = sum(x.get("fsync_total", 0.0) for x in m) * per
-    total = sum(r.latencies[: r.ok]) * 1000 / r.ok if r.latencies else 0.0
+    total = _st.fmean(r.latencies) * 1000 if r.latencies else 0.0
     rest = max(0.0, total - wait - fsync)
     lines = [
         "",
-        f"where a locked transfer's time goes (mean of {r.ok} transfers, {total:.1f} ms as the client saw it):",
+        f"where a locked transfer's time goes ({r.ok} transfers, {total:.1f} ms per request as the client saw it):",
         f"  waiting for locks         {wait:7.1f} ms  (other requests moving the same accounts)",
         f"  fsync                     {fsync:7.1f} ms  (new files, then their directory, shared between writers)",
         f"  the rest                  {rest:7.1f} ms  (queueing for a server thread, HTTP, Python, file I/O)",
