@@ -167,6 +167,17 @@ def test_bench_runs_one_quick_group() -> None:
     assert "[PASS]" in r.stdout or "[MISS]" in r.stdout
 
 
+def test_docs_and_help_list_every_bench_group() -> None:
+    from lockkit._tools.bench import GROUPS
+
+    docs = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    section = docs.split("## `lockkit bench", 1)[1].split("\n## ", 1)[0]
+    help_text = lk("bench", "--help").stdout
+    for group in GROUPS:
+        assert f"`{group}`" in section, f"docs/cli.md does not list the bench group {group!r}"
+        assert group in help_text
+
+
 def test_demo_shows_the_unlocked_run_losing_updates() -> None:
     r = lk("demo", "--requests", "300", timeout=110)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -274,6 +285,26 @@ def test_status_tells_missing_files_symlinks_and_foreign_holders_apart(tmp_path:
     (tmp_path / "link.lock").symlink_to(tmp_path / "target")
     link = lk("status", str(tmp_path / "link.lock"))
     assert link.returncode == 69 and "symbolic link" in link.stderr and "Traceback" not in link.stderr
+
+
+def test_status_does_not_call_a_data_file_a_free_lock(tmp_path: Path) -> None:
+    data = tmp_path / "alice.json"
+    data.write_text('{"balance": 7}')
+    assert lk("run", str(tmp_path / "alice.json.lock"), "--", "true").returncode == 0
+    r = lk("status", str(data))
+    assert r.returncode == 1, r
+    assert "not a lock file" in r.stdout and "alice.json.lock" in r.stdout and "free" not in r.stdout
+    assert "balance" not in r.stdout + r.stderr  # never the file's content
+    (row,) = json.loads(lk("status", "--json", str(data)).stdout)
+    assert row["state"] == "not-a-lock-file"
+    (tmp_path / "accounts").mkdir()
+    (tmp_path / "accounts" / "bob.json").write_text("{}")
+    assert "not a lock file" in lk("status", str(tmp_path / "accounts")).stdout
+    # An empty file (as flock(1) creates) and lockkit's own lock file are lock files.
+    (tmp_path / "empty.lock").write_text("")
+    for path in (tmp_path / "empty.lock", tmp_path / "alice.json.lock"):
+        ok = lk("status", str(path))
+        assert ok.returncode == 0 and ": free" in ok.stdout, ok
 
 
 @pytest.mark.skipif(shutil.which("flock") is None, reason="flock(1) (util-linux) not installed")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from lockkit.exceptions import LockFileError
 from lockkit.files._filelock import FileLock
 from lockkit.files._holder import dead_reason
-from lockkit.files._kernel import PathState, kernel_mode, read_holder
+from lockkit.files._kernel import PathState, kernel_mode, looks_like_lock_file, read_holder
 
 if TYPE_CHECKING:
     from lockkit.files._info import LockInfo
@@ -320,7 +320,7 @@ def _lock_descriptor(ns: argparse.Namespace, timeout: float | None) -> int:
 
 
 def _describe(path: str, stale_after: float) -> dict[str, Any]:
-    from lockkit.files._marker import read_marker, stale_reason
+    from lockkit.files._marker import looks_like_marker, read_marker, stale_reason
 
     out: dict[str, Any] = {"path": path}
     try:
@@ -334,6 +334,12 @@ def _describe(path: str, stale_after: float) -> dict[str, Any]:
     is_marker = stat.S_ISDIR(mode_bits)
     info: LockInfo | None
     if is_marker:
+        try:
+            foreign = not looks_like_marker(path)
+        except OSError as exc:
+            return {**out, "state": "unknown", "error": exc.strerror}
+        if foreign:  # a marker holds only its owner file: this is an ordinary directory
+            return {**out, "state": "not-a-lock-file"}
         out["strategy"] = "marker"
         info = FileLock(path, strategy="marker").holder()
         seen = read_marker(path)
@@ -344,6 +350,9 @@ def _describe(path: str, stale_after: float) -> dict[str, Any]:
     else:
         out["strategy"] = "kernel"
         mode = kernel_mode(path)
+        if mode is None and not (stat.S_ISREG(mode_bits) and looks_like_lock_file(path)):
+            # A data file (or a device, a socket) given by mistake is not a free lock.
+            return {**out, "state": "not-a-lock-file"}
         token, _record = read_holder(path)
         out["fencing_token"] = token
         if mode is None:
@@ -391,7 +400,7 @@ def _status(ns: argparse.Namespace) -> int:
         if r["state"] == "unknown":
             _err(f"cannot read {r['path']}: {r['error']}")
             code = EX_UNAVAILABLE
-        elif r["state"] == "missing" and code == 0:
+        elif r["state"] in ("missing", "not-a-lock-file") and code == 0:
             code = 1
     if ns.json:
         print(json.dumps(rows, indent=2))
@@ -399,6 +408,10 @@ def _status(ns: argparse.Namespace) -> int:
     for r in rows:
         if r["state"] == "missing":
             print(f"{r['path']}: no such lock file")
+            continue
+        if r["state"] == "not-a-lock-file":
+            hint = f"; its lock file is {r['path']}.lock" if os.path.exists(r["path"] + ".lock") else ""
+            print(f"{r['path']}: not a lock file (its content is not a lock record: a data file?{hint})")
             continue
         if r["state"] == "unknown":
             continue

@@ -266,6 +266,24 @@ def read_holder(path: str) -> tuple[int, LockInfo | None]:
     return token, None if record is None else record_info(record)
 
 
+def looks_like_lock_file(path: str) -> bool:
+    """Whether a regular file can be a lock file rather than data.
+
+    Empty (as ``flock(1)`` and ``touch`` leave a lock file), or starting with lockkit's
+    header: the fencing counter's 20 digits, or the zero bytes left before a holder record
+    when no token was handed out yet. Reads only the header, never reports content.
+    """
+    fd = open_lock_file(path, os.O_RDONLY, check=False)
+    try:
+        head = os.pread(fd, HEADER, 0)
+    finally:
+        os.close(fd)
+    if not head:
+        return True
+    counter = head[: HEADER - 1]
+    return len(head) == HEADER and (counter.isdigit() or counter == bytes(HEADER - 1))
+
+
 def kernel_mode(path: str) -> str | None:
     """``"exclusive"``, ``"shared"`` or ``None``: how the file is flocked right now."""
     return kernel_state(path)[0]

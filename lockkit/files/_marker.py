@@ -99,6 +99,11 @@ def _owner_names(path: str) -> list[str]:
     return [n for n in names if n.startswith(_OWNER)]
 
 
+def looks_like_marker(path: str) -> bool:
+    """Whether a directory can be a marker: it holds nothing but owner files (or nothing)."""
+    return all(n.startswith(_OWNER) for n in os.listdir(path))
+
+
 def read_marker(path: str, file_mode: int | None = None) -> Marker | None:
     """The marker at ``path``: its owner file, stat and record; ``None`` if there is none.
 

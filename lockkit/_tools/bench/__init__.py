@@ -119,12 +119,16 @@ def race_processes(target: Callable[..., None], args: tuple[object, ...], procs:
     return time.perf_counter() - t0
 
 
+#: Every benchmark group, in the order ``lockkit bench`` runs them.
+GROUPS = ("threads", "files", "storage", "versus", "store", "retry", "redis", "postgres", "startup")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every benchmark group and print the tables."""
     import argparse
     import importlib
 
-    groups = ["threads", "files", "storage", "versus", "store", "retry", "redis", "postgres", "startup"]
+    groups = list(GROUPS)
     from lockkit._tools.cli import plain_text
 
     parser = argparse.ArgumentParser(prog="lockkit bench", description=plain_text(__doc__))
