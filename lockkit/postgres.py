@@ -47,6 +47,10 @@ __all__ = ["PgLock", "PgLockManager", "advisory_key"]
 
 #: How often (seconds) the watcher checks every held session even when none has spoken.
 CHECK_INTERVAL = 2.0
+#: How often (seconds) the watcher takes in new holds, and waits for hang-ups between.
+_PERIOD = 0.25
+#: Seconds without any hold after which the watcher parks until the next acquisition.
+_PARK_AFTER = 30.0
 #: The ``application_name`` lockkit gives a holding session (at most 63 bytes: the thread
 #: name may be cut short).
 _LABEL = re.compile(r"lockkit pid=(?P<pid>\d+) host=(?P<host>\S+) thread=(?P<thread>.*)\Z", re.S)
@@ -138,6 +142,7 @@ class _Hold:
     #: Set (under ``probe``) when the owner starts releasing: from then on the session
     #: is the owner's again, and the watcher must not send it anything.
     done: bool = False
+    lost: bool = False
     probe: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -166,7 +171,11 @@ class _Watcher:
 
     A session ended by the server (``pg_terminate_backend``, a restart) hangs up its
     socket, which wakes the watcher at once: it then checks it with ``SELECT 1``.
-    Every session is also checked every :data:`CHECK_INTERVAL` seconds.
+    Every session is also checked every :data:`CHECK_INTERVAL` seconds. The thread is
+    started once per process and never woken by an acquisition (a thread start, or even
+    a wake-up, per acquisition cost a large part of an uncontended lock's time): it
+    looks at the holds every :data:`_PERIOD` seconds, and only after
+    :data:`_PARK_AFTER` seconds without any hold does it park until the next one.
     """
 
     def __init__(self) -> None:
@@ -174,13 +183,18 @@ class _Watcher:
 
     def _reset_after_fork(self) -> None:
         self._mu = threading.Lock()
+        self._held = threading.Condition(self._mu)
         self._holds: dict[tuple[int, int], tuple[PgLock, _Hold]] = {}
         self._thread: threading.Thread | None = None
+        self._parked = False
 
     def add(self, lock: PgLock, ident: int, hold: _Hold) -> None:
         with self._mu:
             self._holds[(id(lock), ident)] = (lock, hold)
-            if self._thread is None or not self._thread.is_alive():
+            if self._parked:
+                self._parked = False
+                self._held.notify()
+            if self._thread is None:
                 self._thread = start_daemon(self._run, "lockkit-pg-watch")
 
     def remove(self, lock: PgLock, ident: int) -> None:
@@ -188,38 +202,44 @@ class _Watcher:
             self._holds.pop((id(lock), ident), None)
 
     def _run(self) -> None:
-        last_full = monotonic()
+        last_full = last_held = monotonic()
         while True:
             with self._mu:
+                while not self._holds:
+                    if monotonic() - last_held < _PARK_AFTER:
+                        self._held.wait(_PERIOD)
+                    else:
+                        self._parked = True  # the next add() wakes it
+                        while self._parked:
+                            self._held.wait()
+                last_held = monotonic()
                 items = list(self._holds.items())
             fds = {}
+            unpollable = set()  # a closed connection has no descriptor: checked at once
             for key, (_lock, hold) in items:
-                with contextlib.suppress(Exception):
+                try:
                     fds[hold.conn.fileno()] = key
+                except Exception:
+                    unpollable.add(key)
             # Only a peer that hung up wakes the watcher (not the replies the owners read),
             # so a busy lock costs the watcher nothing.
             readable: list[int] = []
-            if fds:
+            if fds and not unpollable:
                 poller = select.poll()
                 for fd in fds:
                     poller.register(fd, _HANGUP)
                 with contextlib.suppress(OSError):
-                    readable = [fd for fd, _events in poller.poll(250)]
+                    readable = [fd for fd, _events in poller.poll(_PERIOD * 1000)]
             full = monotonic() - last_full >= CHECK_INTERVAL
             if full:
                 last_full = monotonic()
-            suspects = {fds[fd] for fd in readable if fd in fds} if not full else {key for key, _ in items}
+            suspects = {fds[fd] for fd in readable if fd in fds} | unpollable if not full else {key for key, _ in items}
             for key, (lock, hold) in items:
                 if key in suspects and not _check(hold):
                     with self._mu:
                         still = self._holds.pop(key, None)
                     if still is not None:
                         lock._mark_lost(hold)
-            if not items:
-                with self._mu:
-                    if not self._holds:  # nothing to watch: the next add() starts a new thread
-                        self._thread = None
-                        return
 
 
 def _alive(conn: Any) -> bool:
@@ -258,11 +278,12 @@ class PgLock:
     the next :meth:`release` or :meth:`assert_held` raises
     :class:`~lockkit.exceptions.LockLostError`.
 
-    Fencing: every exclusive acquisition gets :attr:`fencing_token` from a database
-    sequence (``fence_sequence``, created on first use), taken in the same statement
-    that is granted the lock: strictly greater than every earlier token of every
-    PgLock on that database. Pass it to ``JsonDocument``/``JsonRepository``
-    ``fencing_token=``. ``fence_sequence=None`` skips it (no token).
+    Fencing: every exclusive hold gets :attr:`fencing_token` from a database sequence
+    (``fence_sequence``, created on first use), taken on the hold's session the first
+    time it is read: strictly greater than every earlier token of every PgLock on that
+    database. Holds that never read it cost no sequence update. Pass it to
+    ``JsonDocument``/``JsonRepository`` ``fencing_token=``. ``fence_sequence=None``
+    skips it (no token).
 
     Timeouts: waits run in the server with ``lock_timeout`` set to what is left of the
     caller's timeout; ``0`` is one ``pg_try_advisory_lock``.
@@ -313,6 +334,13 @@ class PgLock:
         if not isinstance(conninfo, str) and not callable(conninfo):
             raise TypeError(f"conninfo must be a connection string or a callable, not {type(conninfo).__name__}")
         self.key = advisory_key(name, namespace)
+        # The key is two ints lockkit computed: written into the statements, which then
+        # need no parameters (about 10 % of an uncontended acquire+release).
+        mode = "_shared" if shared else ""
+        key_sql = f"{self.key[0]:d}, {self.key[1]:d}"
+        self._sql_lock = f"SELECT pg_advisory_lock{mode}({key_sql})"
+        self._sql_try = f"SELECT pg_try_advisory_lock{mode}({key_sql})"
+        self._sql_unlock = f"SELECT pg_advisory_unlock{mode}({key_sql})"
         self.name = name
         self._conninfo = conninfo
         self._shared = shared
@@ -430,15 +458,6 @@ class PgLock:
         _watcher.add(self, me, hold)
         return True
 
-    def _statement(self, wait: bool) -> str:
-        k = "%s, %s"
-        fn = ("pg_advisory_lock" if wait else "pg_try_advisory_lock") + ("_shared" if self._shared else "")
-        fence = self._fence_sequence is not None and not self._shared
-        token = f"nextval('{_ident(self._fence_sequence)}')" if fence and self._fence_sequence else "NULL::bigint"
-        if wait:
-            return f"SELECT true, {token} FROM (SELECT {fn}({k})) AS granted"
-        return f"SELECT ok, CASE WHEN ok THEN {token} END FROM (SELECT {fn}({k}) AS ok) AS t"
-
     def _count_local_timeout(self) -> None:
         with self._mu:
             self._stats.contentions += 1
@@ -462,12 +481,12 @@ class PgLock:
                 with conn.pipeline():
                     for query, params in settings:
                         conn.execute(query, params)
-                    cur = conn.execute(self._statement(wait), self.key)
+                    cur = conn.execute(self._sql_lock if wait else self._sql_try)
                 session.label = label
                 if wait:
                     session.lock_timeout = ms
             else:
-                cur = conn.execute(self._statement(wait), self.key)
+                cur = conn.execute(self._sql_lock if wait else self._sql_try)
             row = cur.fetchone()
         except _pg_errors.LockNotAvailable:
             session.label, session.lock_timeout = label, ms
@@ -480,7 +499,8 @@ class PgLock:
             with contextlib.suppress(Exception):
                 conn.close()  # the session ends: whatever it was granted is released with it
             raise
-        granted, token = row if row else (False, None)
+        # pg_advisory_lock returns (void) once granted; pg_try_advisory_lock says whether it was.
+        granted = row is not None and (wait or bool(row[0]))
         if not granted:
             self._give_back(session)
             with self._mu:
@@ -489,7 +509,7 @@ class PgLock:
         with self._mu:
             self._acquisitions += 1
         self.lost = False
-        return _Hold(session, conn, None if token is None else int(token))
+        return _Hold(session, conn, None)
 
     def release(self) -> None:
         """Release the calling thread's hold.
@@ -508,9 +528,8 @@ class PgLock:
         try:
             if hold.inherited:
                 return  # a forked child forgets its parent's hold
-            fn = "pg_advisory_unlock_shared" if self._shared else "pg_advisory_unlock"
             try:
-                row = hold.conn.execute(f"SELECT {fn}(%s, %s)", self.key).fetchone()
+                row = hold.conn.execute(self._sql_unlock).fetchone()
             except Exception:
                 row = None
             if not row or not row[0]:
@@ -525,8 +544,9 @@ class PgLock:
 
     def _mark_lost(self, hold: _Hold, notify: bool = True) -> None:
         with self._mu:
-            if hold.inherited:
-                return
+            if hold.inherited or hold.lost:
+                return  # reported once, by whoever noticed first (the watcher, a check, a release)
+            hold.lost = True
             self._losses += 1
             self.lost = True
         _log.warning("lockkit.lock_lost", lock=self.name)
@@ -555,9 +575,41 @@ class PgLock:
 
     @property
     def fencing_token(self) -> int | None:
-        """The token of the calling thread's exclusive hold (``None`` if not held or not fenced)."""
+        """The token of the calling thread's exclusive hold.
+
+        Taken from the fence sequence the first time it is read during a hold, in one
+        round trip on the hold's own session (holds that never use a token cost no
+        sequence update): strictly greater than every token handed out before on that
+        database, and smaller than every later holder's. A session that still answers
+        still holds the lock, so a hold whose session ended never gets a fresh token.
+
+        Returns:
+            The token, or ``None`` when the calling thread does not hold the lock, holds
+            it shared, the lock has no fence sequence, or the hold was inherited from
+            the parent process (a forked child cannot use its parent's session).
+
+        Raises:
+            LockLostError: The hold's session ended before the token was taken.
+        """
         hold = self._holds.get(get_ident())
-        return None if hold is None else hold.token
+        if hold is None:
+            return None
+        if hold.token is None and self._fence_sequence is not None and not self._shared and not hold.inherited:
+            hold.token = self._take_token(hold)
+        return hold.token
+
+    def _take_token(self, hold: _Hold) -> int:
+        query = f"SELECT nextval('{_ident(self._fence_sequence or '')}')"
+        with hold.probe:  # never beside a watcher's check on the same session
+            try:
+                return int(hold.conn.execute(query).fetchone()[0])
+            except Exception as exc:
+                if not (hold.conn.closed or hold.conn.broken):
+                    raise  # the session answers (the sequence was dropped, say): the lock is still held
+                failure = exc
+        _watcher.remove(self, get_ident())
+        self._mark_lost(hold)
+        raise LockLostError(f"postgres lock {self.name!r} was lost (its session ended)") from failure
 
     def __enter__(self) -> PgLock:
         if not self.acquire(True, self._timeout):

@@ -241,18 +241,16 @@ def test_terminated_session_fires_on_lost_and_its_stale_write_is_rejected(pg: Po
             c.execute("SELECT pg_terminate_backend(%s)", (pid,))
     assert lost.wait(30)  # the watcher noticed the session end
     assert first.lost
+    with pytest.raises(lockkit.exceptions.LockLostError):
+        first.release()
     second = PgLock(pg.conninfo, "leader")
-    got: list[bool] = []
-    t = threading.Thread(target=lambda: got.append(second.acquire(timeout=10)))
-    t.start()
-    t.join(30)
-    assert got == [True]
-    doc.write({"leader": "second"}, fencing_token=second._holds[t.ident].token)  # type: ignore[index]
+    with second:
+        token = second.fencing_token
+        assert token is not None and token > stale_token
+        doc.write({"leader": "second"}, fencing_token=token)
     with pytest.raises(lockkit.exceptions.StaleWriterError):
         doc.write({"leader": "first"}, fencing_token=stale_token)
     assert doc.read() == {"leader": "second"}
-    with pytest.raises(lockkit.exceptions.LockLostError):
-        first.release()
 
 
 def test_an_interrupted_wait_leaves_nothing_held(pg: PostgresServer) -> None:
@@ -359,3 +357,72 @@ def test_lockkit_status_postgres_names_the_holder(pg: PostgresServer) -> None:
         timeout=60,
     )
     assert down.returncode == 69 and "Traceback" not in down.stderr
+
+
+def test_the_watcher_thread_outlives_a_release(pg: PostgresServer) -> None:
+    """One watcher thread per process, kept between holds: no thread start per acquisition."""
+    from lockkit.postgres import _watcher
+
+    lock = PgLock(pg.conninfo, "watcher-kept")
+    with lock:
+        watcher = _watcher._thread
+    assert watcher is not None
+    # A watcher that ended when nothing was held would be gone well within this wait (it
+    # looks at its holds every 0.25 s); one that parks until the next hold never ends.
+    watcher.join(1.0)
+    assert watcher.is_alive()
+    with lock:
+        assert _watcher._thread is watcher
+
+
+def test_a_hold_takes_a_fencing_token_only_when_asked(pg: PostgresServer) -> None:
+    """The token costs a sequence update only for holds that read it, and a lost hold never gets one."""
+    lock = PgLock(pg.conninfo, "lazy-token")
+    with lock:
+        first = lock.fencing_token
+    assert first is not None
+
+    def last_value() -> int:
+        with admin(pg) as c:
+            row = c.execute("SELECT last_value FROM lockkit_fence").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    before = last_value()
+    for _ in range(5):
+        with lock:
+            pass
+    assert last_value() == before  # no token read: none taken
+    with lock:
+        assert lock.fencing_token == lock.fencing_token > first  # one token per hold, however often read
+    calls: list[PgLock] = []
+    victim = PgLock(pg.conninfo, "lazy-token-lost", on_lost=calls.append)
+    victim.acquire()
+    with admin(pg) as c:
+        c.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE " + KEY_ROWS + " AND granted", victim.key)
+    with pytest.raises(lockkit.exceptions.LockLostError):
+        victim.fencing_token  # noqa: B018
+    assert victim.lost and calls == [victim]  # told once, whoever noticed first (this read or the watcher)
+    with pytest.raises(lockkit.exceptions.LockLostError):
+        victim.release()
+
+
+def test_a_parked_watcher_wakes_for_the_next_hold(pg: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lockkit.postgres as pgmod
+
+    monkeypatch.setattr(pgmod, "_PARK_AFTER", 0.0)  # park as soon as nothing is held
+    lock = PgLock(pg.conninfo, "parked")
+    with lock:
+        pass
+    while not pgmod._watcher._parked:  # counter-style wait: the watcher's own flag
+        threading.Event().wait(0.01)
+    calls: list[PgLock] = []
+    victim = PgLock(pg.conninfo, "parked-victim", on_lost=calls.append)
+    victim.acquire()
+    with admin(pg) as c:
+        c.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE " + KEY_ROWS + " AND granted", victim.key)
+    while not calls:  # only the (woken) watcher can notice: nobody else touches the session
+        threading.Event().wait(0.01)
+    assert calls == [victim] and victim.lost
+    with pytest.raises(lockkit.exceptions.LockLostError):
+        victim.release()
