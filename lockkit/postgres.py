@@ -508,7 +508,7 @@ class PgLock:
             return None
         with self._mu:
             self._acquisitions += 1
-        self.lost = False
+            self.lost = False  # under the lock, as the watcher's report that sets it
         return _Hold(session, conn, None)
 
     def release(self) -> None:

@@ -354,3 +354,17 @@ def test_relative_paths_share_the_group_of_their_absolute_directory(
         f.write("{}")
     assert spy.calls == 1 and in_sync(str(tmp_path)) == 0 and in_sync("") == 0
     assert (tmp_path / "rel.json").read_text() == "{}"
+
+
+def test_idle_directories_leave_no_group_state_behind(tmp_path: Path) -> None:
+    """One group per directory only while writers are in it: many directories cost no memory."""
+    sync = atomic_mod.DirectorySync()
+    for i in range(200):
+        d = tmp_path / f"tenant-{i}"
+        d.mkdir()
+        sync.sync(str(d))
+    assert sync._groups == {}
+    for i in range(50):
+        with lockkit.atomic_write(tmp_path / f"tenant-{i}" / "data.json") as f:
+            f.write("{}")
+    assert atomic_mod.directory_sync._groups == {}

@@ -214,8 +214,24 @@ class DirectorySync:
                 else:
                     del group.pending[target]
                     group.failed.pop(target, None)
+                idle = not group.pending and not group.flushing
+        if idle:
+            self._forget(directory, group)
         if error is not None:
             raise storage_error(directory, error, "sync directory") from error
+
+    def _forget(self, directory: str, group: _Group) -> None:
+        """Drop an idle group, so that state is kept only for directories being written.
+
+        A writer that looked the group up just before may still join it afterwards; it
+        then syncs on its own (an fsync that started after its rename still covers it):
+        only the sharing is lost, never the guarantee.
+        """
+        with self._mu:
+            if self._groups.get(directory) is group:
+                with group.cond:
+                    if not group.pending and not group.flushing:
+                        del self._groups[directory]
 
     def _flush(self, group: _Group, directory: str) -> None:
         """Run one fsync of ``directory`` (called holding ``group.cond``, which it drops meanwhile)."""
