@@ -18,13 +18,16 @@ import pytest
 pytestmark = pytest.mark.timeout(600)
 
 TESTS = Path(__file__).parent
+#: The lock contract, the race and lost-update tests, and the group commit of directory
+#: fsyncs (threads coordinating through one condition per directory).
+SHAKEN = ("test_contract.py", "test_races.py", "test_lost_updates.py", "test_group_commit.py")
 
 
 def test_contract_and_races_hold_when_threads_switch_after_almost_every_bytecode() -> None:
     env = {**os.environ, "LOCKKIT_SWITCH_INTERVAL": "1e-6"}
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x"]
     r = subprocess.run(
-        [*cmd, str(TESTS / "test_contract.py"), str(TESTS / "test_races.py"), str(TESTS / "test_lost_updates.py")],
+        [*cmd, *(str(TESTS / name) for name in SHAKEN)],
         cwd=TESTS.parent,
         env=env,
         capture_output=True,
