@@ -202,6 +202,13 @@ class _Watcher:
             self._holds.pop((id(lock), ident), None)
 
     def _run(self) -> None:
+        try:
+            self._watch()
+        finally:  # never expected; if it happens, the next add() starts a new watcher
+            with self._mu:
+                self._thread = None
+
+    def _watch(self) -> None:
         last_full = last_held = monotonic()
         while True:
             with self._mu:
@@ -215,7 +222,7 @@ class _Watcher:
                 last_held = monotonic()
                 items = list(self._holds.items())
             fds = {}
-            unpollable = set()  # a closed connection has no descriptor: checked at once
+            unpollable = set()  # a closed connection has no descriptor: checked after this period
             for key, (_lock, hold) in items:
                 try:
                     fds[hold.conn.fileno()] = key
@@ -223,13 +230,13 @@ class _Watcher:
                     unpollable.add(key)
             # Only a peer that hung up wakes the watcher (not the replies the owners read),
             # so a busy lock costs the watcher nothing.
+            # With nothing to register the poll is the period's wait.
             readable: list[int] = []
-            if fds and not unpollable:
-                poller = select.poll()
-                for fd in fds:
-                    poller.register(fd, _HANGUP)
-                with contextlib.suppress(OSError):
-                    readable = [fd for fd, _events in poller.poll(_PERIOD * 1000)]
+            poller = select.poll()
+            for fd in fds:
+                poller.register(fd, _HANGUP)
+            with contextlib.suppress(OSError):
+                readable = [fd for fd, _events in poller.poll(_PERIOD * 1000)]
             full = monotonic() - last_full >= CHECK_INTERVAL
             if full:
                 last_full = monotonic()
@@ -569,9 +576,13 @@ class PgLock:
         if hold.inherited:
             return
         if not _check(hold):
-            _watcher.remove(self, get_ident())
-            self._mark_lost(hold)
-            raise LockLostError(f"postgres lock {self.name!r} was lost (its session ended)")
+            raise self._noticed_lost(hold)
+
+    def _noticed_lost(self, hold: _Hold) -> LockLostError:
+        """The owner found its hold's session ended: stop watching it, report it once, and say so."""
+        _watcher.remove(self, get_ident())
+        self._mark_lost(hold)
+        return LockLostError(f"postgres lock {self.name!r} was lost (its session ended)")
 
     @property
     def fencing_token(self) -> int | None:
@@ -607,9 +618,7 @@ class PgLock:
                 if not (hold.conn.closed or hold.conn.broken):
                     raise  # the session answers (the sequence was dropped, say): the lock is still held
                 failure = exc
-        _watcher.remove(self, get_ident())
-        self._mark_lost(hold)
-        raise LockLostError(f"postgres lock {self.name!r} was lost (its session ended)") from failure
+        raise self._noticed_lost(hold) from failure
 
     def __enter__(self) -> PgLock:
         if not self.acquire(True, self._timeout):

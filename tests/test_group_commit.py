@@ -367,4 +367,4 @@ def test_idle_directories_leave_no_group_state_behind(tmp_path: Path) -> None:
     for i in range(50):
         with lockkit.atomic_write(tmp_path / f"tenant-{i}" / "data.json") as f:
             f.write("{}")
-    assert atomic_mod.directory_sync._groups == {}
+    assert not [d for d in atomic_mod.directory_sync._groups if d.startswith(str(tmp_path))]
